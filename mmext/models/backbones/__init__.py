@@ -1,0 +1,3 @@
+from .inceptionnext import InceptionNeXt
+
+__all__ = ['InceptionNeXt']

@@ -1,0 +1,287 @@
+"""InceptionNeXt as a dense-prediction backbone.
+
+InceptionNeXt: When Inception Meets ConvNeXt (Yu et al., CVPR 2024, arXiv 2303.16900). Module names equal the
+released ImageNet checkpoints (official and timm), so their weights load key for key once the classification
+head is dropped. Modules the released checkpoints lack (the per-output norms) live under ``out_norms``.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import BaseModule
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmext.registry import MODELS
+
+
+class InceptionDWConv2d(nn.Module):
+    """Inception depthwise convolution, the token mixer of InceptionNeXt.
+
+    Channels are split into ``(identity, square, band-w, band-h)`` parts of sizes ``(C - 3g, g, g, g)`` with
+    ``g = int(C * branch_ratio)`` (the order of the released weights; the paper's Algorithm 1 puts identity
+    last). The square part gets a ``k x k`` depthwise conv, the band parts ``1 x b`` and ``b x 1`` ones.
+    """
+
+    def __init__(self, in_channels: int, square_kernel_size: int = 3, band_kernel_size: int = 11,
+                 branch_ratio: float = 0.125) -> None:
+        super().__init__()
+        gc = int(in_channels * branch_ratio)
+        if gc < 1 or 3 * gc > in_channels:
+            raise ValueError(f'branch_ratio={branch_ratio} gives {gc} channels per branch for '
+                             f'{in_channels} input channels; need 1 <= gc <= in_channels / 3')
+        self.dwconv_hw = nn.Conv2d(gc, gc, square_kernel_size, padding=square_kernel_size // 2, groups=gc)
+        self.dwconv_w = nn.Conv2d(gc, gc, (1, band_kernel_size), padding=(0, band_kernel_size // 2), groups=gc)
+        self.dwconv_h = nn.Conv2d(gc, gc, (band_kernel_size, 1), padding=(band_kernel_size // 2, 0), groups=gc)
+        self.split_indexes = (in_channels - 3 * gc, gc, gc, gc)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_id, x_hw, x_w, x_h = torch.split(x, self.split_indexes, dim=1)
+        return torch.cat((x_id, self.dwconv_hw(x_hw), self.dwconv_w(x_w), self.dwconv_h(x_h)), dim=1)
+
+
+class ConvMlp(nn.Module):
+    """Pointwise MLP: 1x1 conv, GELU, 1x1 conv, both with bias."""
+
+    def __init__(self, in_channels: int, hidden_channels: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(in_channels, hidden_channels, 1)
+        self.act = nn.GELU()
+        self.fc2 = nn.Conv2d(hidden_channels, in_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class MetaNeXtBlock(nn.Module):
+    """``x + drop_path(gamma * mlp(norm(token_mixer(x))))``: one residual per block."""
+
+    def __init__(self, dim: int, mlp_ratio: float = 4., token_mixer_cfg: dict | None = None,
+                 layer_scale_init_value: float = 1e-6, drop_path: float = 0.) -> None:
+        super().__init__()
+        self.token_mixer = InceptionDWConv2d(dim, **(token_mixer_cfg or {}))
+        self.norm = nn.BatchNorm2d(dim)
+        self.mlp = ConvMlp(dim, int(mlp_ratio * dim))
+        self.gamma = nn.Parameter(layer_scale_init_value * torch.ones(dim))
+        self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.mlp(self.norm(self.token_mixer(x)))
+        return x + self.drop_path(y * self.gamma.reshape(1, -1, 1, 1))
+
+
+class MetaNeXtStage(nn.Module):
+    """An optional 2x downsample (BN then 2x2 stride-2 conv) followed by ``depth`` blocks."""
+
+    def __init__(self, in_channels: int, out_channels: int, depth: int, downsample: bool,
+                 drop_path_rates: Sequence[float], mlp_ratio: float = 4., token_mixer_cfg: dict | None = None,
+                 layer_scale_init_value: float = 1e-6, with_cp: bool = False) -> None:
+        super().__init__()
+        if downsample:
+            self.downsample = nn.Sequential(
+                nn.BatchNorm2d(in_channels), nn.Conv2d(in_channels, out_channels, kernel_size=2, stride=2))
+        else:
+            self.downsample = nn.Identity()
+        self.blocks = nn.Sequential(*[
+            MetaNeXtBlock(out_channels, mlp_ratio, token_mixer_cfg, layer_scale_init_value, drop_path_rates[i])
+            for i in range(depth)
+        ])
+        self.with_cp = with_cp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.downsample(x)
+        for block in self.blocks:
+            if self.with_cp and x.requires_grad:
+                x = cp.checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return x
+
+
+@MODELS.register_module()
+class InceptionNeXt(BaseModule):
+    """InceptionNeXt backbone returning multi-scale features (strides 4, 8, 16, 32).
+
+    Args:
+        arch: A name in :attr:`arch_settings` or a dict with ``depths``, ``dims``, ``mlp_ratios`` and optionally
+            ``token_mixer`` (kwargs of :class:`InceptionDWConv2d`, e.g. ``band_kernel_size``, ``branch_ratio``).
+        in_channels: Input image channels.
+        out_indices: Stages whose outputs are returned, in increasing order; negative indices count from the end.
+        out_norm_cfg: If given, a new norm layer built from it is applied to each returned stage output (the
+            authors' dense-prediction recipe uses SyncBN). ``None`` returns the raw stage outputs.
+        frozen_stages: ``-1`` freezes nothing, ``0`` the stem, ``k > 0`` the stem and stages ``0..k-1`` (with
+            their output norms): parameters get no gradient and BN layers stay in eval mode.
+        norm_eval: Keep every BatchNorm of the backbone in eval mode during training.
+        drop_path_rate: Stochastic depth rate, increasing linearly over all blocks from 0.
+        layer_scale_init_value: Initial value of the per-channel ``gamma``.
+        with_cp: Use gradient checkpointing on each block to save memory.
+        init_cfg: Initialisation; ``dict(type='Pretrained', checkpoint=...)`` loads an official, timm or mmengine
+            checkpoint strictly (see :func:`mmext.utils.checkpoint.load_backbone_checkpoint`).
+    """
+
+    arch_settings = {
+        'atto': dict(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320), mlp_ratios=(4, 4, 4, 3),
+                     token_mixer=dict(band_kernel_size=9, branch_ratio=0.25)),
+        'tiny': dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768), mlp_ratios=(4, 4, 4, 3)),
+        'small': dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768), mlp_ratios=(4, 4, 4, 3)),
+        'base': dict(depths=(3, 3, 27, 3), dims=(128, 256, 512, 1024), mlp_ratios=(4, 4, 4, 3)),
+    }
+
+    def __init__(self,
+                 arch: str | dict = 'tiny',
+                 in_channels: int = 3,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 out_norm_cfg: dict | None = None,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 drop_path_rate: float = 0.,
+                 layer_scale_init_value: float = 1e-6,
+                 with_cp: bool = False,
+                 init_cfg: dict | list[dict] | None = dict(type='TruncNormal', layer='Conv2d', std=.02, bias=0.)):
+        super().__init__(init_cfg=init_cfg)
+        self.arch = self._parse_arch(arch)
+        depths, dims = self.arch['depths'], self.arch['dims']
+        self.num_stages = len(depths)
+        self.out_indices = self._parse_out_indices(out_indices, self.num_stages)
+        if not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], got {frozen_stages}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, dims[0], kernel_size=4, stride=4), nn.BatchNorm2d(dims[0]))
+        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.stages = nn.Sequential()
+        self.feature_info: list[dict] = []
+        prev_dim, stride, block_idx = dims[0], 4, 0
+        for i, (depth, dim) in enumerate(zip(depths, dims)):
+            self.stages.append(MetaNeXtStage(
+                prev_dim, dim, depth, downsample=i > 0, drop_path_rates=dpr[block_idx:block_idx + depth],
+                mlp_ratio=self.arch['mlp_ratios'][i], token_mixer_cfg=self.arch.get('token_mixer'),
+                layer_scale_init_value=layer_scale_init_value, with_cp=with_cp))
+            stride *= 2 if i > 0 else 1
+            self.feature_info.append(dict(num_chs=dim, reduction=stride, module=f'stages.{i}'))
+            prev_dim, block_idx = dim, block_idx + depth
+
+        self.out_norms = nn.ModuleDict()
+        if out_norm_cfg is not None:
+            for i in self.out_indices:
+                self.out_norms[str(i)] = build_norm_layer(out_norm_cfg, dims[i])[1]
+        self._freeze_stages()
+
+    @classmethod
+    def _parse_arch(cls, arch: str | dict) -> dict:
+        if isinstance(arch, str):
+            if arch not in cls.arch_settings:
+                raise ValueError(f'Unknown InceptionNeXt arch {arch!r}; choose from {sorted(cls.arch_settings)} '
+                                 'or pass a dict with depths, dims and mlp_ratios')
+            return copy.deepcopy(cls.arch_settings[arch])
+        if not isinstance(arch, dict):
+            raise TypeError(f'arch must be a str or a dict, got {type(arch).__name__}')
+        missing = {'depths', 'dims', 'mlp_ratios'} - set(arch)
+        if missing:
+            raise ValueError(f'Custom arch is missing keys {sorted(missing)}: {arch}')
+        unknown = set(arch) - {'depths', 'dims', 'mlp_ratios', 'token_mixer'}
+        if unknown:
+            raise ValueError(f'Custom arch has unknown keys {sorted(unknown)}: {arch}')
+        if not len(arch['depths']) == len(arch['dims']) == len(arch['mlp_ratios']):
+            raise ValueError(f'depths, dims and mlp_ratios must have one entry per stage: {arch}')
+        return copy.deepcopy(dict(arch))
+
+    @staticmethod
+    def _parse_out_indices(out_indices: int | Sequence[int], num_stages: int) -> tuple[int, ...]:
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        parsed = []
+        for index in out_indices:
+            if not -num_stages <= index < num_stages:
+                raise ValueError(f'out_indices entry {index} is out of range for {num_stages} stages '
+                                 f'(valid: {-num_stages}..{num_stages - 1})')
+            parsed.append(index % num_stages)
+        if not parsed or len(set(parsed)) != len(parsed) or parsed != sorted(parsed):
+            raise ValueError(f'out_indices must be non-empty, unique and increasing, got {tuple(out_indices)}')
+        return tuple(parsed)
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        """Channels of each returned feature map, in ``out_indices`` order."""
+        return tuple(self.feature_info[i]['num_chs'] for i in self.out_indices)
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Stride (relative to the input) of each returned feature map, in ``out_indices`` order."""
+        return tuple(self.feature_info[i]['reduction'] for i in self.out_indices)
+
+    def init_weights(self) -> None:
+        """Load ``init_cfg`` Pretrained weights strictly, or apply the default initialisation.
+
+        Marks the module initialised, so the second ``init_weights()`` mmengine's Runner makes in ``train()``
+        leaves the loaded weights in place.
+        """
+        if self._is_init:
+            return
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            from mmext.utils.checkpoint import load_backbone_checkpoint
+            load_backbone_checkpoint(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
+                                     strict=cfg.get('strict', True), map_location=cfg.get('map_location', 'cpu'))
+            self._is_init = True
+        else:
+            super().init_weights()
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        modules = [self.stem]
+        for i in range(self.frozen_stages):
+            modules.append(self.stages[i])
+            if str(i) in self.out_norms:
+                modules.append(self.out_norms[str(i)])
+        for module in modules:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = self.stem(x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                norm = self.out_norms[str(i)] if str(i) in self.out_norms else None
+                outs.append(norm(x) if norm is not None else x)
+            if i == self.out_indices[-1]:
+                break
+        return tuple(outs)
+
+    def train(self, mode: bool = True) -> InceptionNeXt:
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> tuple[int, int]:
+        """Layer id of a parameter for stage-wise learning-rate decay.
+
+        The stem is layer 0, stage ``i`` (its downsample, blocks and output norm) layer ``i + 1``, and every
+        parameter outside the backbone (no ``prefix``) the last layer ``num_stages + 1``.
+
+        Returns:
+            ``(layer_id, num_layers)`` with ``num_layers = num_stages + 2``.
+        """
+        num_layers = self.num_stages + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        name = param_name[len(prefix):]
+        if name.startswith('stem.'):
+            return 0, num_layers
+        if name.startswith(('stages.', 'out_norms.')):
+            return int(name.split('.')[1]) + 1, num_layers
+        return num_layers - 1, num_layers
