@@ -1,3 +1,4 @@
-from .mmcv_ext import install_mmcv_ext_stand_in
+"""Compatibility with the OpenMMLab stack as pip installs it (mmcv-lite: no compiled ops)."""
+from .mmcv_ext import PROVIDED_OPS, MissingMmcvOpError, install_mmcv_ext_stand_in, mmcv_ext_stand_in_installed
 
-__all__ = ['install_mmcv_ext_stand_in']
+__all__ = ['PROVIDED_OPS', 'MissingMmcvOpError', 'install_mmcv_ext_stand_in', 'mmcv_ext_stand_in_installed']

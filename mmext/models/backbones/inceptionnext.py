@@ -7,7 +7,8 @@ head is dropped. Modules the released checkpoints lack (the per-output norms) li
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -17,6 +18,7 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmext.ops import HAS_TRITON, fast_mixer_enabled_by_env, inception_dwconv
 from mmext.registry import MODELS
 
 
@@ -26,6 +28,11 @@ class InceptionDWConv2d(nn.Module):
     Channels are split into ``(identity, square, band-w, band-h)`` parts of sizes ``(C - 3g, g, g, g)`` with
     ``g = int(C * branch_ratio)`` (the order of the released weights; the paper's Algorithm 1 puts identity
     last). The square part gets a ``k x k`` depthwise conv, the band parts ``1 x b`` and ``b x 1`` ones.
+
+    On CUDA tensors (with Triton installed) the forward runs the fused op :func:`mmext.ops.inception_dwconv`,
+    which reads the input once and writes the output once instead of split + three convs + cat; the parameters
+    are the same. Set :attr:`fast_path` to ``False`` (or ``MMEXT_FAST_MIXER=0`` before building) to force the
+    reference formulation, which CPU tensors always use.
     """
 
     def __init__(self, in_channels: int, square_kernel_size: int = 3, band_kernel_size: int = 11,
@@ -39,8 +46,15 @@ class InceptionDWConv2d(nn.Module):
         self.dwconv_w = nn.Conv2d(gc, gc, (1, band_kernel_size), padding=(0, band_kernel_size // 2), groups=gc)
         self.dwconv_h = nn.Conv2d(gc, gc, (band_kernel_size, 1), padding=(band_kernel_size // 2, 0), groups=gc)
         self.split_indexes = (in_channels - 3 * gc, gc, gc, gc)
+        self.fast_path = fast_mixer_enabled_by_env()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fast_path and HAS_TRITON and x.is_cuda:
+            if torch.is_autocast_enabled('cuda'):
+                # the op is outside autocast's lists; run it in the autocast dtype like the convs it replaces
+                x = x.to(torch.get_autocast_dtype('cuda'))
+            return inception_dwconv(x, self.dwconv_hw.weight, self.dwconv_hw.bias, self.dwconv_w.weight,
+                                    self.dwconv_w.bias, self.dwconv_h.weight, self.dwconv_h.bias)
         x_id, x_hw, x_w, x_h = torch.split(x, self.split_indexes, dim=1)
         return torch.cat((x_id, self.dwconv_hw(x_hw), self.dwconv_w(x_w), self.dwconv_h(x_h)), dim=1)
 
@@ -59,7 +73,11 @@ class ConvMlp(nn.Module):
 
 
 class MetaNeXtBlock(nn.Module):
-    """``x + drop_path(gamma * mlp(norm(token_mixer(x))))``: one residual per block."""
+    """``x + drop_path(gamma * mlp(norm(token_mixer(x))))``: one residual per block.
+
+    :meth:`switch_to_deploy` folds ``norm`` into ``mlp.fc1`` and ``gamma`` into ``mlp.fc2``, leaving
+    ``x + drop_path(mlp(token_mixer(x)))`` with ``norm`` an identity and ``gamma`` ``None``.
+    """
 
     def __init__(self, dim: int, mlp_ratio: float = 4., token_mixer_cfg: dict | None = None,
                  layer_scale_init_value: float = 1e-6, drop_path: float = 0.) -> None:
@@ -72,7 +90,38 @@ class MetaNeXtBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.mlp(self.norm(self.token_mixer(x)))
-        return x + self.drop_path(y * self.gamma.reshape(1, -1, 1, 1))
+        if self.gamma is not None:
+            y = y * self.gamma.reshape(1, -1, 1, 1)
+        return x + self.drop_path(y)
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        """Fold the BN (its running statistics) into ``mlp.fc1`` and the layer scale into ``mlp.fc2``."""
+        if self.gamma is None:
+            return
+        scale, shift = _bn_scale_shift(self.norm)
+        fc1, fc2 = self.mlp.fc1, self.mlp.fc2
+        w1 = fc1.weight.double()
+        fc1.bias.copy_(fc1.bias.double() + (w1 * shift.reshape(1, -1, 1, 1)).sum((1, 2, 3)))
+        fc1.weight.copy_(w1 * scale.reshape(1, -1, 1, 1))
+        gamma = self.gamma.double()
+        fc2.weight.copy_(fc2.weight.double() * gamma.reshape(-1, 1, 1, 1))
+        fc2.bias.copy_(fc2.bias.double() * gamma)
+        self.norm = nn.Identity()
+        self.register_parameter('gamma', None)
+
+
+def _bn_scale_shift(bn: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scale, shift)`` in float64 with ``bn(x) == scale * x + shift`` in eval mode."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError(f'Cannot fold {bn}: it keeps no running statistics (track_running_stats=False)')
+    scale = torch.rsqrt(bn.running_var.double() + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.double()
+    shift = -bn.running_mean.double() * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.double()
+    return scale, shift
 
 
 class MetaNeXtStage(nn.Module):
@@ -120,6 +169,11 @@ class InceptionNeXt(BaseModule):
         drop_path_rate: Stochastic depth rate, increasing linearly over all blocks from 0.
         layer_scale_init_value: Initial value of the per-channel ``gamma``.
         with_cp: Use gradient checkpointing on each block to save memory.
+        fast_mixer: Let the token mixers use the fused op on CUDA (see :class:`InceptionDWConv2d`);
+            ``MMEXT_FAST_MIXER=0`` in the environment switches it off too.
+        deploy: Build the inference form with every BatchNorm of the stem, downsamples and blocks folded into a
+            neighbouring conv (see :meth:`switch_to_deploy`), e.g. to load a checkpoint written by
+            ``tools/model_converters/inceptionnext_deploy.py``.
         init_cfg: Initialisation; ``dict(type='Pretrained', checkpoint=...)`` loads an official, timm or mmengine
             checkpoint strictly (see :func:`mmext.utils.checkpoint.load_backbone_checkpoint`).
     """
@@ -142,6 +196,8 @@ class InceptionNeXt(BaseModule):
                  drop_path_rate: float = 0.,
                  layer_scale_init_value: float = 1e-6,
                  with_cp: bool = False,
+                 fast_mixer: bool = True,
+                 deploy: bool = False,
                  init_cfg: dict | list[dict] | None = dict(type='TruncNormal', layer='Conv2d', std=.02, bias=0.)):
         super().__init__(init_cfg=init_cfg)
         self.arch = self._parse_arch(arch)
@@ -171,6 +227,13 @@ class InceptionNeXt(BaseModule):
         if out_norm_cfg is not None:
             for i in self.out_indices:
                 self.out_norms[str(i)] = build_norm_layer(out_norm_cfg, dims[i])[1]
+        if not fast_mixer:
+            for m in self.modules():
+                if isinstance(m, InceptionDWConv2d):
+                    m.fast_path = False
+        self.deploy = False
+        if deploy:
+            self.switch_to_deploy()
         self._freeze_stages()
 
     @classmethod
@@ -233,6 +296,44 @@ class InceptionNeXt(BaseModule):
         else:
             super().init_weights()
 
+    @torch.no_grad()
+    def switch_to_deploy(self) -> InceptionNeXt:
+        """Fold BatchNorms into convs for inference; the eval-mode outputs stay the same.
+
+        Uses each BN's running statistics: the stem BN folds into the stem conv before it, each downsample BN
+        into the 2x2 stride-2 conv after it (no padding, so exactly), each block's BN into ``mlp.fc1`` and its
+        ``gamma`` into ``mlp.fc2``. Folded BNs become ``nn.Identity`` and ``gamma`` ``None``, so the state dict
+        keeps the training form's names minus the removed keys. ``out_norms`` stay as they are. Idempotent.
+        """
+        if self.deploy:
+            return self
+        conv, bn = self.stem[0], self.stem[1]
+        scale, shift = _bn_scale_shift(bn)
+        bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
+        conv.weight.copy_(conv.weight.double() * scale.reshape(-1, 1, 1, 1))
+        self._set_bias(conv, bias * scale + shift)
+        self.stem[1] = nn.Identity()
+        for stage in self.stages:
+            if isinstance(stage.downsample, nn.Sequential):
+                bn, conv = stage.downsample[0], stage.downsample[1]
+                scale, shift = _bn_scale_shift(bn)
+                weight = conv.weight.double()
+                bias = conv.bias.double() if conv.bias is not None else weight.new_zeros(weight.shape[0])
+                self._set_bias(conv, bias + (weight * shift.reshape(1, -1, 1, 1)).sum((1, 2, 3)))
+                conv.weight.copy_(weight * scale.reshape(1, -1, 1, 1))
+                stage.downsample[0] = nn.Identity()
+            for block in stage.blocks:
+                block.switch_to_deploy()
+        self.deploy = True
+        return self
+
+    @staticmethod
+    def _set_bias(conv: nn.Conv2d, bias: torch.Tensor) -> None:
+        if conv.bias is None:
+            conv.bias = nn.Parameter(bias.to(conv.weight.dtype), requires_grad=conv.weight.requires_grad)
+        else:
+            conv.bias.copy_(bias)
+
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:
             return
@@ -285,3 +386,64 @@ class InceptionNeXt(BaseModule):
         if name.startswith(('stages.', 'out_norms.')):
             return int(name.split('.')[1]) + 1, num_layers
         return num_layers - 1, num_layers
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Deploy conversion of saved weights
+# ---------------------------------------------------------------------------------------------------------------
+
+def deploy_state_dict(state_dict: Mapping[str, torch.Tensor], arch: str | dict | None = None) -> dict:
+    """Fold a training-form backbone state dict (the backbone's own key names) into the deploy form.
+
+    Builds the training-form :class:`InceptionNeXt` (with BN output norms if ``out_norms.*`` keys are present),
+    loads ``state_dict`` strictly, applies :meth:`InceptionNeXt.switch_to_deploy` and returns the new state dict,
+    which loads into ``InceptionNeXt(arch, deploy=True)``. ``arch`` is read from the tensor shapes when ``None``.
+    """
+    from mmext.utils.checkpoint import infer_arch
+
+    if arch is None:
+        arch = infer_arch(state_dict)
+        if arch is None:
+            raise ValueError('cannot infer the InceptionNeXt arch from the state dict (no stages.N.blocks / '
+                             'token_mixer keys); pass arch=')
+    if not any(k.endswith('.gamma') for k in state_dict):
+        raise ValueError('the state dict has no blocks.N.gamma keys: it is already in deploy form (or not an '
+                         'InceptionNeXt backbone)')
+    norm_ids = sorted({int(k.split('.')[1]) for k in state_dict if k.startswith('out_norms.')})
+    num_stages = len(InceptionNeXt._parse_arch(arch)['depths'])
+    model = InceptionNeXt(arch, out_indices=norm_ids or tuple(range(num_stages)),
+                          out_norm_cfg=dict(type='BN') if norm_ids else None, init_cfg=None)
+    incompatible = model.load_state_dict(state_dict, strict=False)
+    if incompatible.missing_keys or incompatible.unexpected_keys:
+        raise ValueError(f'state dict does not fit InceptionNeXt({arch!r}): missing keys '
+                         f'{incompatible.missing_keys[:8]}, unexpected keys {incompatible.unexpected_keys[:8]}')
+    model.eval().switch_to_deploy()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def convert_checkpoint_to_deploy(src: str | os.PathLike, dst: str | os.PathLike,
+                                 arch: str | dict | None = None) -> dict:
+    """Write the deploy form of a checkpoint: its InceptionNeXt backbone folded, every other tensor kept.
+
+    ``src`` may be an official / timm backbone checkpoint (the classification head is dropped) or an mmengine
+    checkpoint of a whole segmentor or detector (``backbone.*`` is folded, heads and necks are kept; optimizer
+    and other non-tensor state are dropped). ``dst`` is ``{'state_dict': ..., 'meta': {...}}``, which a model
+    with ``backbone=dict(type='InceptionNeXt', deploy=True, ...)`` loads. Returns ``meta``.
+    """
+    from mmext.utils.checkpoint import extract_backbone_state_dict, read_checkpoint
+
+    checkpoint = read_checkpoint(src)
+    backbone = extract_backbone_state_dict(checkpoint, source=str(src))
+    folded = deploy_state_dict(backbone.state_dict, arch)
+    inner = checkpoint
+    for wrapper in ('state_dict', 'model'):
+        if isinstance(checkpoint.get(wrapper), Mapping):
+            inner = checkpoint[wrapper]
+            break
+    tensors = {k.removeprefix('module.'): v for k, v in inner.items() if isinstance(v, torch.Tensor)}
+    state_dict = {k: tensors[k] for k in backbone.ignored_keys}
+    state_dict.update({backbone.prefix + k: v for k, v in folded.items()})
+    meta = dict(deploy=True, source=str(src), backbone_prefix=backbone.prefix,
+                dropped_head_keys=len(backbone.head_keys), folded_tensors=len(folded))
+    torch.save(dict(state_dict=state_dict, meta=meta), dst)
+    return meta

@@ -1,0 +1,18 @@
+# Semantic FPN + InceptionNeXt-T: mmseg's FPN-R50 model with the backbone swapped (paper Table 7 setting).
+_base_ = 'mmseg::_base_/models/fpn_r50.py'
+custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
+# Lets --resume / load_from read the checkpoints this training writes under torch's weights_only loading.
+custom_hooks = [dict(type='WeightsOnlyCheckpointHook')]
+
+checkpoint_file = 'https://github.com/sail-sg/inceptionnext/releases/download/model/inceptionnext_tiny.pth'
+model = dict(
+    pretrained=None,
+    backbone=dict(
+        _delete_=True,
+        type='InceptionNeXt',
+        arch='tiny',
+        out_indices=(0, 1, 2, 3),
+        # The authors add a new norm on each returned stage output (issues #10/#11 of sail-sg/inceptionnext).
+        out_norm_cfg=dict(type='SyncBN', requires_grad=True),
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)),
+    neck=dict(in_channels=[96, 192, 384, 768], out_channels=256))

@@ -1,0 +1,18 @@
+# RetinaNet + InceptionNeXt-T: mmdet's RetinaNet-R50-FPN model with the backbone swapped.
+_base_ = 'mmdet::_base_/models/retinanet_r50_fpn.py'
+custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
+
+checkpoint_file = 'https://github.com/sail-sg/inceptionnext/releases/download/model/inceptionnext_tiny.pth'
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='InceptionNeXt',
+        arch='tiny',
+        # RetinaNet's FPN reads strides 8-32 only (P3-P7); returning stage 0 would leave its output norm without
+        # gradients, which DDP rejects. mmdet's Swin RetinaNet config does the same.
+        out_indices=(1, 2, 3),
+        # The authors' new norm on each returned output (issues #10/#11 of sail-sg/inceptionnext). SyncBN because
+        # detection trains 2 images per GPU; mmengine's Runner turns it into BN when training is not distributed.
+        out_norm_cfg=dict(type='SyncBN', requires_grad=True),
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)),
+    neck=dict(in_channels=[192, 384, 768], start_level=0, num_outs=5))

@@ -1,0 +1,251 @@
+"""Build a segmentor from an mmext config and run it on images: the Python entry point for people.
+
+mmseg's :func:`mmseg.apis.init_model` / :func:`mmseg.apis.inference_model` do the building, the test pipeline
+and the forward pass. This module adds what they lack for mmext's configs:
+
+* SyncBN (the configs' norm) is reverted to BatchNorm, so the model runs on CPU and in one process;
+* checkpoints are read with ``weights_only=True`` through :mod:`mmext.utils.checkpoint` (mmengine's loader
+  fails on torch >= 2.6), either a whole segmentor (our training checkpoints) or a backbone only (official, timm
+  or converted ImageNet weights), and a checkpoint for another architecture is refused with the keys that differ;
+* without a checkpoint nothing is downloaded: the backbone's ``Pretrained`` init is dropped with a logged note;
+* images are read and normalised to 3-channel BGR ``uint8`` here, so grayscale and RGBA inputs work and a missing
+  or corrupt file is named in the error.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.logging import print_log
+from mmengine.model import revert_sync_batchnorm
+from mmseg.apis import inference_model, init_model
+from mmseg.models import BaseSegmentor
+
+from mmext.utils.checkpoint import (
+    CheckpointError,
+    describe_arch,
+    from_weights_only,
+    infer_arch,
+    load_backbone_checkpoint,
+    read_checkpoint,
+)
+
+ImageInput = str | Path | np.ndarray
+
+# Tensors under these prefixes mark a whole-segmentor checkpoint (else it is loaded as backbone weights).
+_SEGMENTOR_PREFIXES = ('decode_head.', 'auxiliary_head.', 'neck.')
+# mmseg's ADE20K test pipeline; used when a config has no ``test_pipeline`` (a model-only config).
+DEFAULT_TEST_PIPELINE = [
+    dict(type='LoadImageFromNDArray'),
+    dict(type='Resize', scale=(2048, 512), keep_ratio=True),
+    dict(type='PackSegInputs'),
+]
+
+
+def load_image(image: ImageInput) -> np.ndarray:
+    """Read an image file or check an array, returning an ``(H, W, 3)`` BGR ``uint8`` array.
+
+    Files are decoded like mmseg's ``LoadImageFromFile`` (``cv2.IMREAD_COLOR``: EXIF orientation applied, gray
+    expanded to 3 channels, alpha dropped, 16-bit scaled to 8). Arrays must be ``uint8`` and are taken as BGR
+    (``cv2.imread``'s order): ``(H, W)`` and ``(H, W, 1)`` grayscale are expanded, ``(H, W, 4)`` BGRA loses its
+    alpha channel.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        ValueError: the file is empty or not a decodable image, or the array has an unsupported shape / dtype.
+    """
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        if not path.is_file():
+            raise FileNotFoundError(f'image not found: {path}')
+        data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+        decoded = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        if decoded is None:
+            raise ValueError(f'cannot decode image {path} ({data.size} bytes): not an image file, or corrupt')
+        return decoded
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f'image must be a path or a numpy array, got {type(image).__name__}')
+    if image.dtype != np.uint8:
+        raise ValueError(f'image array must be uint8 (0..255, BGR), got dtype {image.dtype}')
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    if image.ndim == 3 and image.shape[2] == 4:
+        return np.ascontiguousarray(image[..., :3])
+    raise ValueError(f'image array must be (H, W), (H, W, 1), (H, W, 3) BGR or (H, W, 4) BGRA, got shape '
+                     f'{image.shape}')
+
+
+def _load_config(config: str | Path | Config) -> Config:
+    if isinstance(config, (str, Path)):
+        if not Path(config).is_file():
+            raise FileNotFoundError(f'config not found: {config}')
+        return Config.fromfile(str(config))
+    if isinstance(config, Config):
+        return copy.deepcopy(config)  # init_model edits the config it is given
+    raise TypeError(f'config must be a file path or an mmengine Config, got {type(config).__name__}')
+
+
+def _drop_pretrained(cfg: Config) -> None:
+    """Remove every ``Pretrained`` init in the model config, logging what would have been downloaded/read."""
+    for name in ('backbone', 'neck', 'decode_head', 'auxiliary_head'):
+        module_cfg = cfg.model.get(name)
+        if not isinstance(module_cfg, dict):
+            continue
+        init_cfg = module_cfg.get('init_cfg')
+        if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
+            print_log(f'No checkpoint given: model.{name} is randomly initialised (its init_cfg Pretrained '
+                      f'{init_cfg.get("checkpoint")!r} is not loaded).', logger='current')
+            module_cfg.init_cfg = None
+    if cfg.model.get('pretrained'):
+        print_log(f'No checkpoint given: model.pretrained={cfg.model.pretrained!r} is not loaded.',
+                  logger='current')
+    cfg.model.pretrained = None
+
+
+def init_segmentor(config: str | Path | Config, checkpoint: str | Path | None = None, device: str = 'cpu',
+                   cfg_options: dict | None = None) -> BaseSegmentor:
+    """Build a segmentor for inference from an mmext (or any mmseg) config.
+
+    Args:
+        config: Config file (e.g. ``configs/upernet_inceptionnext_t_ade20k.py``) or a :class:`Config`, which is
+            not modified.
+        checkpoint: A segmentor checkpoint (``state_dict`` keys ``backbone.*``, ``decode_head.*``, ...: our
+            training checkpoints), which must fit the model exactly, or a backbone-only checkpoint (official,
+            timm, converted), loaded strictly into ``model.backbone`` while the heads stay random. ``None`` gives
+            a randomly initialised model and downloads nothing.
+        device: Torch device, e.g. ``'cpu'`` or ``'cuda:0'``.
+        cfg_options: Overrides merged into the config (dotted keys, as in mmengine's ``merge_from_dict``).
+
+    Returns:
+        The segmentor in eval mode on ``device``, SyncBN reverted to BatchNorm, with ``cfg`` and ``dataset_meta``
+        set (classes and palette from the checkpoint's meta, else ADE20K's when it has 150 classes).
+    """
+    cfg = _load_config(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    _drop_pretrained(cfg)
+    # init_model drops the backbone's init_cfg itself, never calls init_weights() and moves the model to device;
+    # its own checkpoint loading goes through mmengine's torch.load, which fails under weights_only.
+    model = init_model(cfg, checkpoint=None, device='cpu')
+    model = revert_sync_batchnorm(model)
+    meta: dict = {}
+    if checkpoint is not None:
+        meta = _load_weights(model, checkpoint)
+    model.dataset_meta = meta.get('dataset_meta') or _default_dataset_meta(model)
+    model.cfg = cfg
+    return model.to(device).eval()
+
+
+def _load_weights(model: BaseSegmentor, checkpoint: str | Path) -> dict:
+    """Load a segmentor or a backbone-only checkpoint into ``model``; return its decoded ``meta`` (or ``{}``)."""
+    filename = str(checkpoint)
+    raw = read_checkpoint(filename)  # weights_only / safetensors; names the file on any failure
+    state = raw.get('state_dict', raw.get('model', raw)) if isinstance(raw, Mapping) else raw
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f'{filename} holds a {type(state).__name__}, not a state dict')
+    state = {k.removeprefix('module.'): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not any(k.startswith(_SEGMENTOR_PREFIXES) for k in state):
+        print_log(f'{filename} holds no decode_head.* / neck.* / auxiliary_head.* tensors: loading it as '
+                  'backbone weights; the heads stay randomly initialised.', logger='current')
+        load_backbone_checkpoint(model.backbone, filename)
+        return {}
+    _check_segmentor_state_dict(model, state, filename)
+    model.load_state_dict(state, strict=True)
+    print_log(f'Loaded {len(state)} tensors of {type(model).__name__} from {filename}', logger='current')
+    meta = raw.get('meta') if isinstance(raw, Mapping) else None
+    return from_weights_only(meta) if isinstance(meta, Mapping) else {}
+
+
+def _check_segmentor_state_dict(model: BaseSegmentor, state: Mapping[str, torch.Tensor], filename: str) -> None:
+    """Raise :class:`CheckpointError` naming the file and the keys that differ unless ``state`` fits exactly."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f'{k} {tuple(state[k].shape)} in checkpoint vs {tuple(v.shape)} in model'
+                  for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if not (missing or unexpected or mismatched):
+        return
+    lines = []
+    backbone = {k.removeprefix('backbone.'): v for k, v in state.items() if k.startswith('backbone.')}
+    ckpt_arch, model_arch = infer_arch(backbone), getattr(model.backbone, 'arch', None)
+    if ckpt_arch and isinstance(model_arch, Mapping) and describe_arch(ckpt_arch) != describe_arch(model_arch):
+        lines.append(f'its backbone looks like {describe_arch(ckpt_arch)} but the config builds '
+                     f'{describe_arch(model_arch)}')
+    for what, keys in (('shape mismatches', mismatched), ('missing from checkpoint', missing),
+                       ('unexpected in checkpoint', unexpected)):
+        if keys:
+            shown = ', '.join(keys[:6]) + (f', ... (+{len(keys) - 6} more)' if len(keys) > 6 else '')
+            lines.append(f'{what} ({len(keys)}): {shown}')
+    raise CheckpointError(f'Checkpoint {filename} does not fit the model of this config:\n  ' + '\n  '.join(lines)
+                          + '\nUse the config the checkpoint was trained with.')
+
+
+def _default_dataset_meta(model: BaseSegmentor) -> dict:
+    from mmseg.datasets import ADE20KDataset
+    num_classes = model.decode_head.num_classes
+    if num_classes == len(ADE20KDataset.METAINFO['classes']):
+        return dict(classes=ADE20KDataset.METAINFO['classes'], palette=ADE20KDataset.METAINFO['palette'])
+    rng = np.random.default_rng(0)
+    return dict(classes=tuple(f'class {i}' for i in range(num_classes)),
+                palette=rng.integers(0, 256, (num_classes, 3)).tolist())
+
+
+def _ensure_test_pipeline(model: BaseSegmentor) -> None:
+    if not model.cfg.get('test_pipeline'):
+        print_log(f'The config has no test_pipeline; using {DEFAULT_TEST_PIPELINE}.', logger='current')
+        model.cfg.test_pipeline = copy.deepcopy(DEFAULT_TEST_PIPELINE)
+
+
+def inference_segmentor(model: BaseSegmentor, images: ImageInput | Sequence[ImageInput],
+                        return_logits: bool = False
+                        ) -> np.ndarray | tuple[np.ndarray, np.ndarray] | list:
+    """Segment one image or a list of images with the config's test pipeline.
+
+    Args:
+        model: A segmentor from :func:`init_segmentor`.
+        images: An image path or array, or a list of them (see :func:`load_image` for what is accepted). Images
+            run one at a time, so a list may mix sizes.
+        return_logits: Also return the logits.
+
+    Returns:
+        Per image, the ``(H, W)`` ``int64`` label map at the image's own size (class ids ``0..num_classes-1``),
+        or ``(label_map, logits)`` with ``(num_classes, H, W)`` ``float32`` logits when ``return_logits``. A list
+        of those when ``images`` is a list or tuple.
+    """
+    is_batch = isinstance(images, (list, tuple))
+    _ensure_test_pipeline(model)
+    results = []
+    for image in (images if is_batch else [images]):
+        sample = inference_model(model, load_image(image))
+        label_map = sample.pred_sem_seg.data[0].cpu().numpy().astype(np.int64)
+        if return_logits:
+            results.append((label_map, sample.seg_logits.data.float().cpu().numpy()))
+        else:
+            results.append(label_map)
+    return results if is_batch else results[0]
+
+
+@torch.no_grad()
+def whole_image_logits(model: BaseSegmentor, image: np.ndarray) -> torch.Tensor:
+    """Logits of one BGR ``uint8`` image at its own size, without resizing: mmseg's whole-image inference.
+
+    The reference the ONNX export is checked against: ``model.data_preprocessor`` (BGR->RGB, normalisation),
+    then ``model.encode_decode`` (features, decode head, bilinear resize to the input size).
+
+    Returns:
+        ``(1, num_classes, H, W)`` float32 logits.
+    """
+    image = load_image(image)
+    device = next(model.parameters()).device
+    inputs = model.data_preprocessor(dict(inputs=[torch.from_numpy(image).permute(2, 0, 1).to(device)]),
+                                     False)['inputs']
+    h, w = image.shape[:2]
+    metas = [dict(ori_shape=(h, w), img_shape=(h, w), pad_shape=(h, w), padding_size=[0, 0, 0, 0])]
+    return model.encode_decode(inputs, metas).float()

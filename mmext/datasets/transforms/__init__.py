@@ -1,0 +1,3 @@
+from .loading import BadSampleError, CheckedLoadAnnotations, CheckedLoadImageFromFile
+
+__all__ = ['BadSampleError', 'CheckedLoadAnnotations', 'CheckedLoadImageFromFile']

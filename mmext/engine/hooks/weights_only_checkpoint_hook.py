@@ -1,0 +1,108 @@
+"""mmengine training checkpoints that ``torch.load(weights_only=True)`` can read.
+
+torch >= 2.6 unpickles with ``weights_only=True`` by default, and mmengine 0.10.7 pickles its message hub's
+``HistoryBuffer`` objects and numpy values into every checkpoint it saves, so ``--resume``, ``load_from=`` and
+``init_cfg=dict(type='Pretrained')`` at a Runner checkpoint all fail. Allow-listing those classes would need
+``builtins.getattr``, and ``weights_only=False`` would let downloaded weights run code. Instead this hook stores
+those values as plain containers when a checkpoint is written and rebuilds them when one is read, so the
+Runner's unmodified ``resume`` / ``load_checkpoint`` load every file with ``weights_only=True``.
+"""
+from __future__ import annotations
+
+import os.path as osp
+from collections.abc import MutableMapping
+
+from mmengine.hooks import Hook
+from mmengine.runner.checkpoint import CheckpointLoader
+
+from mmext.registry import HOOKS
+from mmext.utils.checkpoint import (
+    TRUSTED_PREFIX,
+    check_weights_only_loadable,
+    from_weights_only,
+    load_trusted_checkpoint,
+    to_weights_only,
+)
+
+
+@HOOKS.register_module()
+class WeightsOnlyCheckpointHook(Hook):
+    """Save mmengine checkpoints in a ``weights_only``-loadable layout and restore them on load.
+
+    - ``before_save_checkpoint``: message-hub ``HistoryBuffer`` objects, numpy arrays and scalars (``eta``,
+      ``dataset_meta``, metrics) become tagged dicts of tensors, numbers and strings
+      (:func:`mmext.utils.checkpoint.to_weights_only`). Runs last (priority ``LOWEST``) so values other hooks add
+      are covered; a value that cannot be stored safely raises ``TypeError`` naming where it is.
+    - ``after_load_checkpoint``: the Runner calls it right after reading a checkpoint and before it restores the
+      message hub, optimizer and schedulers; the tagged values become the original objects again.
+    - ``before_run``: if the checkpoint the Runner is about to resume or load was saved without this hook, stop
+      with an error that says how to proceed (``trusted://`` for the user's own file, or
+      :func:`~mmext.utils.checkpoint.upgrade_training_checkpoint`) instead of torch's advice to drop
+      ``weights_only``.
+
+    Add it with ``custom_hooks = [dict(type='WeightsOnlyCheckpointHook')]`` or :func:`ensure_weights_only_hook`.
+    """
+
+    priority = 'LOWEST'
+
+    def before_run(self, runner) -> None:
+        target = _checkpoint_to_load(runner)
+        if target is not None and osp.isfile(osp.expanduser(target)):
+            check_weights_only_loadable(osp.expanduser(target))
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        for key in list(checkpoint):
+            checkpoint[key] = to_weights_only(checkpoint[key], str(key))
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        for key in list(checkpoint):
+            checkpoint[key] = from_weights_only(checkpoint[key])
+
+
+def _checkpoint_to_load(runner) -> str | None:
+    """The file ``Runner.load_or_resume`` will read, mirroring its rules (mmengine 0.10.7)."""
+    if getattr(runner, '_has_loaded', False):
+        return None
+    resume, load_from = getattr(runner, '_resume', False), getattr(runner, '_load_from', None)
+    if resume and load_from is None:
+        last = osp.join(runner.work_dir, 'last_checkpoint')
+        if not osp.isfile(last):
+            return None
+        with open(last) as f:
+            return f.read().strip() or None
+    return load_from
+
+
+def ensure_weights_only_hook(cfg: MutableMapping) -> MutableMapping:
+    """Append ``dict(type='WeightsOnlyCheckpointHook')`` to ``cfg.custom_hooks`` unless it is there already.
+
+    Works on an mmengine ``Config`` or a plain dict; the caller's ``custom_hooks`` list is replaced by a new one,
+    not mutated. Returns ``cfg``.
+    """
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(_is_weights_only_hook(hook) for hook in hooks):
+        cfg['custom_hooks'] = hooks + [dict(type='WeightsOnlyCheckpointHook')]
+    return cfg
+
+
+def _is_weights_only_hook(hook) -> bool:
+    if isinstance(hook, WeightsOnlyCheckpointHook):
+        return True
+    hook_type = hook.get('type') if isinstance(hook, MutableMapping) or hasattr(hook, 'get') else None
+    return hook_type is WeightsOnlyCheckpointHook or (
+        isinstance(hook_type, str) and hook_type.rsplit('.', 1)[-1] == 'WeightsOnlyCheckpointHook')
+
+
+def load_from_trusted(filename: str, map_location=None):
+    """mmengine ``CheckpointLoader`` scheme for ``trusted://<local path>``: the user's own file, unpickled in full.
+
+    Registered on import, so ``--resume trusted://...``, ``load_from='trusted://...'`` and mmengine's
+    ``Pretrained`` init accept the prefix with no other change.
+    """
+    return load_trusted_checkpoint(filename[len(TRUSTED_PREFIX):], map_location)
+
+
+try:
+    CheckpointLoader.register_scheme(prefixes=TRUSTED_PREFIX, loader=load_from_trusted)
+except KeyError:  # already registered (module imported twice under another name)
+    pass

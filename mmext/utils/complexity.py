@@ -1,0 +1,92 @@
+"""Parameters and MACs of a segmentor built from a config, next to the paper's numbers.
+
+MACs come from mmengine's complexity analysis (a traced forward of ``model._forward``, i.e. the inference path
+without auxiliary heads); parameters count the whole segmentor, auxiliary head included, as the paper's tables do.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from mmengine.analysis import FlopAnalyzer
+from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import init_default_scope
+
+from mmext.registry import MODELS
+
+# Paper (CVPR 2024) Table 6 (UperNet, MACs at 2048x512) and Table 7 (Semantic FPN, MACs at 512x512), keyed by the
+# config name. ``shape`` is (width, height) of the input the paper's MACs refer to.
+PAPER_COMPLEXITY: dict[str, dict] = {
+    'upernet_inceptionnext_t_ade20k': dict(params=56e6, macs=933e9, shape=(2048, 512)),
+    'upernet_inceptionnext_s_ade20k': dict(params=78e6, macs=1020e9, shape=(2048, 512)),
+    'upernet_inceptionnext_b_ade20k': dict(params=115e6, macs=1159e9, shape=(2048, 512)),
+    'fpn_inceptionnext_t_ade20k': dict(params=28e6, macs=44e9, shape=(512, 512)),
+    'fpn_inceptionnext_s_ade20k': dict(params=50e6, macs=65e9, shape=(512, 512)),
+    'fpn_inceptionnext_b_ade20k': dict(params=85e6, macs=100e9, shape=(512, 512)),
+}
+
+
+def build_segmentor_for_analysis(cfg: Config) -> torch.nn.Module:
+    """Build ``cfg.model`` on the CPU in eval mode, SyncBN turned into BN, without loading pretrained weights."""
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    return model.eval()
+
+
+def segmentor_complexity(config: str | Path | Config, shape: tuple[int, int] | None = None,
+                         cfg_options: dict | None = None) -> dict:
+    """Count parameters and MACs of the segmentor a config describes.
+
+    Args:
+        config: A config file or a loaded :class:`~mmengine.config.Config`.
+        shape: Input ``(width, height)``, like mmseg's ``Resize`` scale ``(2048, 512)``. ``None`` uses the shape
+            of the paper's number for configs in :data:`PAPER_COMPLEXITY`, else ``(2048, 512)``.
+        cfg_options: Overrides merged into the config (as ``--cfg-options`` does).
+
+    Returns:
+        ``dict(name, shape, params, macs, paper)`` with ``paper`` the matching :data:`PAPER_COMPLEXITY` entry or
+        ``None``; ``params`` counts every parameter, ``macs`` one forward of ``model._forward`` on a 1-image batch.
+    """
+    if isinstance(config, Config):
+        cfg, name = config, Path(config.filename or 'config').stem
+    else:
+        if not Path(config).is_file():
+            raise FileNotFoundError(f'config file {config} does not exist')
+        cfg, name = Config.fromfile(config), Path(config).stem
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    paper = PAPER_COMPLEXITY.get(name)
+    if shape is None:
+        shape = paper['shape'] if paper else (2048, 512)
+    width, height = shape
+    if width < 32 or height < 32:
+        raise ValueError(f'input shape {shape} is too small for a stride-32 backbone; give (width, height) >= 32')
+
+    model = build_segmentor_for_analysis(cfg)
+    inputs = torch.zeros(1, 3, height, width)
+    with torch.no_grad():
+        # mmengine's FLOP counter counts one multiply-add as one "flop": its total is MACs.
+        analyzer = FlopAnalyzer(model, inputs=(inputs, ))
+        # Element-wise ops, norms and resizes are not counted (fvcore's convention, which papers report).
+        analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        macs = analyzer.total()
+    return dict(name=name, shape=(width, height), params=sum(p.numel() for p in model.parameters()),
+                macs=int(macs), paper=paper)
+
+
+def format_complexity_table(results: list[dict]) -> str:
+    """A markdown table of :func:`segmentor_complexity` results with the paper's numbers beside them."""
+    lines = ['| config | input (w x h) | params | paper params | MACs | paper MACs |', '|---|---|---|---|---|---|']
+    for r in results:
+        paper = r['paper']
+        paper_params = f'{paper["params"] / 1e6:.0f}M' if paper else '-'
+        if not paper:
+            paper_macs = '-'
+        elif tuple(paper['shape']) == tuple(r['shape']):
+            paper_macs = f'{paper["macs"] / 1e9:.0f}G'
+        else:
+            paper_macs = f'{paper["macs"] / 1e9:.0f}G at {paper["shape"][0]}x{paper["shape"][1]}'
+        lines.append(f'| {r["name"]} | {r["shape"][0]}x{r["shape"][1]} | {r["params"] / 1e6:.1f}M | {paper_params} '
+                     f'| {r["macs"] / 1e9:.1f}G | {paper_macs} |')
+    return '\n'.join(lines)

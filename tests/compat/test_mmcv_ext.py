@@ -1,0 +1,214 @@
+"""mmext's ``mmcv._ext`` stand-in: mmcv's own ``mmcv.ops`` front ends running on torchvision's kernels."""
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from mmcv.ops import DeformConv2d, RoIAlign, batched_nms, nms, roi_align
+from mmcv.utils import ext_loader
+from mmengine.utils.dl_utils import mmcv_full_available
+
+from mmext.compat import PROVIDED_OPS, MissingMmcvOpError, install_mmcv_ext_stand_in, mmcv_ext_stand_in_installed
+
+
+def random_boxes(n: int, seed: int, size: float = 60.) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clustered boxes (so that many overlap) and distinct scores."""
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=g) * size
+    wh = torch.rand(n, 2, generator=g) * size / 2 + 1
+    return torch.cat([xy, xy + wh], dim=1), torch.rand(n, generator=g)
+
+
+def reference_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, offset: int) -> list[int]:
+    """Greedy NMS as mmcv's CPU kernel does it: width = x2 - x1 + offset, suppress when IoU > threshold."""
+    order = np.argsort(-scores, kind='stable')
+    area = (boxes[:, 2] - boxes[:, 0] + offset) * (boxes[:, 3] - boxes[:, 1] + offset)
+    suppressed = np.zeros(len(boxes), bool)
+    keep = []
+    for i in order:
+        if suppressed[i]:
+            continue
+        keep.append(int(i))
+        w = np.maximum(0, np.minimum(boxes[i, 2], boxes[:, 2]) - np.maximum(boxes[i, 0], boxes[:, 0]) + offset)
+        h = np.maximum(0, np.minimum(boxes[i, 3], boxes[:, 3]) - np.maximum(boxes[i, 1], boxes[:, 1]) + offset)
+        inter = w * h
+        suppressed |= inter / (area[i] + area - inter) > iou_threshold
+    return keep
+
+
+def reference_roi_align(feats: np.ndarray, rois: np.ndarray, out_size: tuple[int, int], spatial_scale: float,
+                        sampling_ratio: int, aligned: bool) -> np.ndarray:
+    """mmcv's RoIAlign (pool_mode='avg') written out point by point."""
+    _, channels, height, width = feats.shape
+
+    def bilinear(f, y, x):
+        if y < -1 or y > height or x < -1 or x > width:
+            return np.zeros(channels)
+        y, x = max(y, 0.), max(x, 0.)
+        y0, x0 = int(y), int(x)
+        y1, x1 = (y0 + 1, x0 + 1)
+        if y0 >= height - 1:
+            y0 = y1 = height - 1
+            y = float(y0)
+        if x0 >= width - 1:
+            x0 = x1 = width - 1
+            x = float(x0)
+        ly, lx = y - y0, x - x0
+        return ((1 - ly) * (1 - lx) * f[:, y0, x0] + (1 - ly) * lx * f[:, y0, x1] + ly * (1 - lx) * f[:, y1, x0]
+                + ly * lx * f[:, y1, x1])
+
+    ph, pw = out_size
+    out = np.zeros((len(rois), channels, ph, pw))
+    shift = 0.5 if aligned else 0.
+    for n, (b, x1, y1, x2, y2) in enumerate(rois):
+        sx, sy = x1 * spatial_scale - shift, y1 * spatial_scale - shift
+        rw, rh = x2 * spatial_scale - shift - sx, y2 * spatial_scale - shift - sy
+        if not aligned:
+            rw, rh = max(rw, 1.), max(rh, 1.)
+        bh, bw = rh / ph, rw / pw
+        gh = sampling_ratio if sampling_ratio > 0 else math.ceil(rh / ph)
+        gw = sampling_ratio if sampling_ratio > 0 else math.ceil(rw / pw)
+        for i in range(ph):
+            for j in range(pw):
+                acc = sum(bilinear(feats[int(b)], sy + i * bh + (iy + .5) * bh / gh, sx + j * bw + (ix + .5) * bw / gw)
+                          for iy in range(gh) for ix in range(gw))
+                out[n, :, i, j] = acc / max(gh * gw, 1)
+    return out
+
+
+def test_stand_in_is_installed_and_honest():
+    assert mmcv_ext_stand_in_installed()
+    assert not install_mmcv_ext_stand_in()  # already there: a second call changes nothing
+    # mmengine must not believe full mmcv is present (it would then use mmcv.ops' SyncBN / DCN classes)
+    assert mmcv_full_available() is False
+    ext = ext_loader.load_ext('_ext', ['nms', 'roi_align_forward', 'deform_conv_forward', 'any_future_op'])
+    assert ext.nms is PROVIDED_OPS['nms']
+
+
+@pytest.mark.parametrize('offset', [0, 1])
+@pytest.mark.parametrize('iou_threshold', [0.3, 0.6])
+def test_nms_matches_reference_and_torchvision(offset, iou_threshold):
+    boxes, scores = random_boxes(200, seed=offset + int(10 * iou_threshold))
+    dets, keep = nms(boxes, scores, iou_threshold, offset=offset)
+    expected = reference_nms(boxes.numpy(), scores.numpy(), iou_threshold, offset)
+    assert 5 < len(expected) < 200  # the boxes overlap enough for NMS to matter
+    assert keep.tolist() == expected
+    torch.testing.assert_close(dets, torch.cat([boxes[keep], scores[keep, None]], dim=1))
+    if offset == 0:
+        assert keep.tolist() == torchvision.ops.nms(boxes, scores, iou_threshold).tolist()
+    else:  # offset 1 makes every box a pixel larger: more overlap, fewer boxes survive
+        assert len(keep) < len(reference_nms(boxes.numpy(), scores.numpy(), iou_threshold, 0))
+
+
+def test_nms_numpy_score_threshold_max_num_and_empty():
+    boxes, scores = random_boxes(100, seed=3)
+    dets, keep = nms(boxes.numpy(), scores.numpy(), 0.5, score_threshold=0.3, max_num=4)
+    full = reference_nms(boxes.numpy(), scores.numpy(), 0.5, 0)
+    assert isinstance(keep, np.ndarray)
+    assert keep.tolist() == [i for i in full if scores[i] > 0.3][:4]
+    _, keep = nms(torch.zeros(0, 4), torch.zeros(0), 0.5)
+    assert keep.shape == (0,) and keep.dtype == torch.long
+    with pytest.raises(ValueError, match='offset'):
+        PROVIDED_OPS['nms'](boxes, scores, iou_threshold=0.5, offset=2)
+
+
+def test_batched_nms_matches_torchvision():
+    boxes, scores = random_boxes(300, seed=5)
+    labels = torch.randint(0, 4, (300,), generator=torch.Generator().manual_seed(5))
+    dets, keep = batched_nms(boxes, scores, labels, dict(type='nms', iou_threshold=0.5))
+    expected = torchvision.ops.batched_nms(boxes, scores, labels, 0.5)
+    assert len(expected) > 20
+    assert keep.tolist() == expected.tolist()  # both sorted by decreasing score
+    torch.testing.assert_close(dets[:, 4], scores[expected])
+
+
+@pytest.mark.parametrize('aligned', [True, False])
+@pytest.mark.parametrize('sampling_ratio', [0, 2])
+def test_roi_align_forward_matches_reference_and_torchvision(aligned, sampling_ratio):
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(2, 3, 12, 16, generator=g, dtype=torch.float64)
+    rois = torch.tensor([[0, 2.3, 1.1, 20.7, 14.2], [1, 0., 0., 31.9, 23.9], [0, 10.2, 5.5, 11.0, 6.1],
+                         [1, -3., -2., 8., 30.]], dtype=torch.float64)  # a sub-pixel box, one leaving the image
+    out = roi_align(feats, rois, (3, 4), 0.5, sampling_ratio, 'avg', aligned)
+    expected = reference_roi_align(feats.numpy(), rois.numpy(), (3, 4), 0.5, sampling_ratio, aligned)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(out, torchvision.ops.roi_align(feats, rois, (3, 4), 0.5, sampling_ratio, aligned))
+
+
+def test_roi_align_backward_through_mmcv_module():
+    g = torch.Generator().manual_seed(1)
+    feats = torch.randn(2, 2, 9, 11, generator=g, dtype=torch.float64, requires_grad=True)
+    rois = torch.tensor([[0, 1.2, 0.7, 15.3, 12.9], [1, 4.0, 2.5, 9.5, 17.0]], dtype=torch.float64)
+    module = RoIAlign((3, 3), spatial_scale=0.5, sampling_ratio=0, aligned=True)
+    assert torch.autograd.gradcheck(lambda f: module(f, rois), (feats,))
+
+    weights = torch.randn(2, 2, 3, 3, generator=g, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((module(feats, rois) * weights).sum(), feats)
+    (expected,) = torch.autograd.grad(
+        (torchvision.ops.roi_align(feats, rois, (3, 3), 0.5, 0, True) * weights).sum(), feats)
+    assert grad.abs().sum() > 0
+    torch.testing.assert_close(grad, expected)
+
+
+def test_roi_align_float32_features_with_float64_rois():
+    feats = torch.randn(1, 4, 10, 10)
+    rois = torch.tensor([[0, 1., 1., 8., 8.]], dtype=torch.float64)
+    out = RoIAlign(2, 1.0)(feats, rois)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, torchvision.ops.roi_align(feats, rois.float(), 2, 1.0, 0, True))
+
+
+def test_unsupported_ops_raise_clear_errors():
+    feats, rois = torch.randn(1, 2, 8, 8), torch.tensor([[0, 1., 1., 6., 6.]])
+    with pytest.raises(MissingMmcvOpError, match="pool_mode='max'.*mmcv==2.1.0"):
+        RoIAlign(2, 1.0, pool_mode='max')(feats, rois)
+    with pytest.raises(MissingMmcvOpError, match="'deform_conv_forward' needs compiled mmcv.*mmcv==2.1.0"):
+        DeformConv2d(2, 2, 3, padding=1)(feats, torch.zeros(1, 18, 8, 8))
+    ext = ext_loader.load_ext('_ext', ['softnms'])
+    with pytest.raises(RuntimeError, match="'softnms'.*provides nms, roi_align_backward, roi_align_forward"):
+        ext.softnms(torch.zeros(1, 4), torch.zeros(1), torch.zeros(1, 5))
+    with pytest.raises(AttributeError):
+        ext.__file__  # noqa: B018  (dunder lookups keep Python's semantics)
+
+
+def test_fresh_interpreter_imports_mmseg_and_mmdet_models(repo_root):
+    code = ('import mmext, mmseg.models, mmdet.models\n'
+            'from mmext.compat import mmcv_ext_stand_in_installed\n'
+            'from mmdet.registry import MODELS\n'
+            'assert mmcv_ext_stand_in_installed()\n'
+            "assert MODELS.get('RetinaNet') and MODELS.get('MaskRCNN')\n")
+    result = subprocess.run([sys.executable, '-c', code], cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_compiled_mmcv_ext_is_left_untouched(repo_root):
+    # A findable compiled-looking ``mmcv._ext`` (served by a meta-path finder) must win over the stand-in.
+    code = '''
+import importlib.abc, importlib.machinery, sys
+
+class CompiledExt(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path, target=None):
+        return importlib.machinery.ModuleSpec(name, self) if name == 'mmcv._ext' else None
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        module.__getattr__ = compiled_op
+
+def compiled_op(name):
+    if name.startswith('__'):
+        raise AttributeError(name)
+    return 'compiled ' + name
+
+sys.meta_path.insert(0, CompiledExt())
+import mmext
+from mmext.compat import install_mmcv_ext_stand_in, mmcv_ext_stand_in_installed
+assert not mmcv_ext_stand_in_installed()
+assert not install_mmcv_ext_stand_in()
+import mmcv._ext
+assert mmcv._ext.nms == 'compiled nms', mmcv._ext
+'''
+    result = subprocess.run([sys.executable, '-c', code], cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

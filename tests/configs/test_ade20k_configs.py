@@ -1,0 +1,231 @@
+"""The six ADE20K configs: recipe, a CPU train step, paper complexity, TTA, and mmseg's own train.py."""
+import math
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import mmseg
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
+
+from mmext.models.backbones.inceptionnext import InceptionNeXt
+from mmext.registry import DATASETS, HOOKS
+from mmext.utils.complexity import build_segmentor_for_analysis, segmentor_complexity
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = sorted((REPO_ROOT / 'configs').glob('*_ade20k.py'))
+CONFIG_IDS = [p.stem for p in CONFIGS]
+
+RELEASES = 'https://github.com/sail-sg/inceptionnext/releases/download/model/'
+# The paper's recipes (REFERENCE.md §2): iterations, total batch (8 GPUs x per-GPU), lr, weight decay, drop path.
+UPERNET = dict(iters=160000, batch_per_gpu=2, lr=6e-5, weight_decay=0.01)
+FPN = dict(iters=40000, batch_per_gpu=4, lr=2e-4, weight_decay=1e-4)
+RECIPES = {
+    'upernet_inceptionnext_t_ade20k': dict(UPERNET, arch='tiny', drop_path=0.2, channels=(96, 192, 384, 768)),
+    'upernet_inceptionnext_s_ade20k': dict(UPERNET, arch='small', drop_path=0.3, channels=(96, 192, 384, 768)),
+    'upernet_inceptionnext_b_ade20k': dict(UPERNET, arch='base', drop_path=0.4, channels=(128, 256, 512, 1024)),
+    'fpn_inceptionnext_t_ade20k': dict(FPN, arch='tiny', drop_path=0.1, channels=(96, 192, 384, 768)),
+    'fpn_inceptionnext_s_ade20k': dict(FPN, arch='small', drop_path=0.2, channels=(96, 192, 384, 768)),
+    'fpn_inceptionnext_b_ade20k': dict(FPN, arch='base', drop_path=0.2, channels=(128, 256, 512, 1024)),
+}
+# Paper Table 6 (UperNet, MACs at 2048x512) and Table 7 (Semantic FPN, MACs at 512x512): params, MACs, (w, h).
+PAPER = {
+    'upernet_inceptionnext_t_ade20k': (56e6, 933e9, (2048, 512)),
+    'upernet_inceptionnext_s_ade20k': (78e6, 1020e9, (2048, 512)),
+    'upernet_inceptionnext_b_ade20k': (115e6, 1159e9, (2048, 512)),
+    'fpn_inceptionnext_t_ade20k': (28e6, 44e9, (512, 512)),
+    'fpn_inceptionnext_s_ade20k': (50e6, 65e9, (512, 512)),
+    'fpn_inceptionnext_b_ade20k': (85e6, 100e9, (512, 512)),
+}
+
+
+def test_configs_found():
+    assert CONFIG_IDS == sorted(RECIPES), f'configs/*_ade20k.py gives {CONFIG_IDS}'
+
+
+@pytest.mark.parametrize('config', CONFIGS, ids=CONFIG_IDS)
+def test_config_recipe(config):
+    cfg = Config.fromfile(config)
+    recipe = RECIPES[config.stem]
+    backbone = cfg.model.backbone
+    assert cfg.custom_imports == dict(imports=['mmext'], allow_failed_imports=False)
+    assert backbone.type == 'InceptionNeXt' and backbone.arch == recipe['arch']
+    assert backbone.out_norm_cfg == dict(type='SyncBN', requires_grad=True)
+    assert backbone.drop_path_rate == recipe['drop_path']
+    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=f'{RELEASES}inceptionnext_{recipe["arch"]}.pth')
+    assert tuple(InceptionNeXt.arch_settings[recipe['arch']]['dims']) == recipe['channels']
+    if config.stem.startswith('upernet'):
+        assert cfg.model.decode_head.type == 'UPerHead' and cfg.model.decode_head.channels == 512
+        assert list(cfg.model.decode_head.in_channels) == list(recipe['channels'])
+        assert cfg.model.auxiliary_head.type == 'FCNHead'
+        assert (cfg.model.auxiliary_head.in_channels, cfg.model.auxiliary_head.in_index) == (recipe['channels'][2], 2)
+        assert cfg.model.auxiliary_head.num_classes == 150
+        warmup, poly = cfg.param_scheduler
+        assert (warmup.type, warmup.end, poly.type, poly.power, poly.begin) == ('LinearLR', 1500, 'PolyLR', 1.0, 1500)
+        assert cfg.optim_wrapper.optimizer.betas == (0.9, 0.999)
+    else:
+        assert cfg.model.neck.type == 'FPN' and cfg.model.neck.out_channels == 256
+        assert list(cfg.model.neck.in_channels) == list(recipe['channels'])
+        assert cfg.model.decode_head.type == 'FPNHead'
+        (poly, ) = cfg.param_scheduler
+        assert (poly.type, poly.power, poly.begin) == ('PolyLR', 0.9, 0)
+    assert cfg.model.decode_head.num_classes == 150
+    assert cfg.model.decode_head.norm_cfg.type == 'SyncBN'
+    assert poly.end == cfg.train_cfg.max_iters == recipe['iters']
+    assert cfg.train_dataloader.batch_size == recipe['batch_per_gpu']
+    assert cfg.optim_wrapper.optimizer.type == 'AdamW'
+    assert cfg.optim_wrapper.optimizer.lr == recipe['lr']
+    assert cfg.optim_wrapper.optimizer.weight_decay == recipe['weight_decay']
+    assert 'constructor' not in cfg.optim_wrapper  # layer decay is opt-in
+    assert cfg.crop_size == (512, 512) and cfg.model.data_preprocessor.size == (512, 512)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        assert cfg[loader].dataset.type == 'CheckedADE20KDataset'
+    assert DATASETS.get('CheckedADE20KDataset') is not None
+    assert [h.type for h in cfg.custom_hooks] == ['WeightsOnlyCheckpointHook']
+    assert HOOKS.get('WeightsOnlyCheckpointHook') is not None
+    # Multi-scale + flip as mmseg 0.x did for the paper: img_scale (2048, 512) x ratios 0.5..1.75, both flips.
+    assert cfg.tta_model.type == 'SegTTAModel'
+    tta = cfg.tta_pipeline[1]
+    assert tta.type == 'TestTimeAug' and len(tta.transforms) == 4
+    assert [t.scale for t in tta.transforms[0]] == [(1024, 256), (1536, 384), (2048, 512), (2560, 640),
+                                                     (3072, 768), (3584, 896)]
+    assert [(t.type, t.prob) for t in tta.transforms[1]] == [('RandomFlip', 0.), ('RandomFlip', 1.)]
+
+
+def _train_batch(num_images: int = 2, size: int = 64) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    samples = []
+    for _ in range(num_images):
+        sample = SegDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size)))
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, size, size), generator=generator))
+        samples.append(sample)
+    inputs = [torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=generator)
+              for _ in range(num_images)]
+    return dict(inputs=inputs, data_samples=samples)
+
+
+@pytest.mark.parametrize('config', CONFIGS, ids=CONFIG_IDS)
+def test_config_train_step(config):
+    """The full-size model builds, SyncBN reverted, and one AdamW step of its optim_wrapper runs on a 64x64 batch."""
+    cfg = Config.fromfile(config)
+    cfg.model.data_preprocessor.size = (64, 64)
+    model = build_segmentor_for_analysis(cfg).train()
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    seg_weight = model.decode_head.conv_seg.weight.detach().clone()
+    stem_weight = model.backbone.stem[0].weight.detach().clone()
+    log_vars = model.train_step(_train_batch(), optim_wrapper)
+    assert math.isfinite(log_vars['loss'].item())
+    assert 'decode.loss_ce' in log_vars
+    assert ('aux.loss_ce' in log_vars) == config.stem.startswith('upernet')
+    assert not torch.equal(model.decode_head.conv_seg.weight, seg_weight)
+    assert not torch.equal(model.backbone.stem[0].weight, stem_weight)
+
+
+@pytest.mark.parametrize('config', CONFIGS, ids=CONFIG_IDS)
+def test_config_complexity_matches_paper(config):
+    """Params (whole segmentor) and MACs (inference path) within 2% of the paper, at the paper's input size."""
+    params, macs, shape = PAPER[config.stem]
+    result = segmentor_complexity(config)
+    assert result['shape'] == shape
+    assert result['params'] == pytest.approx(params, rel=0.02)
+    assert result['macs'] == pytest.approx(macs, rel=0.02)
+
+
+def test_get_flops_cli(capsys):
+    runpy_argv = ['get_flops.py', str(REPO_ROOT / 'configs' / 'fpn_inceptionnext_t_ade20k.py'), '--shape', '128', '64']
+    old_argv, sys.argv = sys.argv, runpy_argv
+    try:
+        runpy.run_path(str(REPO_ROOT / 'tools' / 'analysis' / 'get_flops.py'), run_name='__main__')
+    finally:
+        sys.argv = old_argv
+    row = [line for line in capsys.readouterr().out.splitlines() if 'fpn_inceptionnext_t_ade20k' in line]
+    assert len(row) == 1
+    cells = [c.strip() for c in row[0].strip('|').split('|')]
+    assert cells[1] == '128x64' and cells[3] == '28M' and cells[5] == '44G at 512x512'
+    assert float(cells[2].rstrip('M')) == pytest.approx(28.4, abs=0.1)
+    # 1/32 of the 512x512 pixels: convs scale with the pixel count.
+    assert float(cells[4].rstrip('G')) == pytest.approx(43.6 / 32, rel=0.05)
+
+
+def test_tta_pipeline_runs(ade20k_samples, tmp_path):
+    """What ``tools/test.py --tta`` does, on the real samples: 6 scales x 2 flips merged into one prediction.
+
+    All configs share this pipeline (``test_config_recipe``); the end-to-end run uses one image and a small model.
+    """
+    cfg = Config.fromfile(REPO_ROOT / 'configs' / 'upernet_inceptionnext_t_ade20k.py')
+    cfg.work_dir = str(tmp_path)
+    cfg.model.backbone.update(init_cfg=None, arch=dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64),
+                                                       mlp_ratios=(2, 2, 2, 2), token_mixer=dict(branch_ratio=0.25)))
+    cfg.model.decode_head.update(in_channels=[8, 16, 32, 64], channels=8)
+    cfg.model.auxiliary_head.in_channels = 32
+    cfg.test_dataloader.update(num_workers=0, persistent_workers=False)
+    cfg.test_dataloader.dataset.data_root = str(ade20k_samples)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.tta_model.module = cfg.model
+    cfg.model = cfg.tta_model
+
+    init_default_scope('mmseg')
+    views = DATASETS.build(cfg.test_dataloader.dataset)[0]
+    assert len(views['inputs']) == 12
+    short_sides = sorted({min(x.shape[-2:]) for x in views['inputs']})
+    assert short_sides == [256, 384, 512, 640, 768, 896]  # the first sample is 683x512 (w x h)
+    assert [s.flip for s in views['data_samples'][:2]] == [False, True]
+    labels = views['data_samples'][0].gt_sem_seg.data
+    assert labels.max() == 255 and labels[labels != 255].max() < 150  # reduce_zero_label applied
+
+    cfg.test_dataloader.dataset.indices = [2]  # the smallest sample, 400x300
+    metrics = Runner.from_cfg(cfg).test()
+    assert set(metrics) == {'aAcc', 'mIoU', 'mAcc'} and 0 <= metrics['mIoU'] <= 100
+
+
+def _mmseg_train_py() -> Path:
+    path = Path(mmseg.__file__).parent / '.mim' / 'tools' / 'train.py'
+    assert path.is_file(), f'mmseg ships no tools/train.py at {path}'
+    return path
+
+
+def test_mmseg_own_train_py(ade20k_samples, tmp_path):
+    """mmseg's shipped tools/train.py, which never imports mmext, trains UperNet-T from the config for 2 iterations.
+
+    ``custom_imports`` is the only way mmext gets in. The official-format checkpoint given with ``--cfg-options``
+    is loaded: with the 1500-iteration warmup the weights barely move in 2 iterations.
+    """
+    backbone = InceptionNeXt(arch='tiny')
+    official = {k: v for k, v in backbone.state_dict().items() if not k.startswith('out_norms.')}
+    checkpoint = tmp_path / 'inceptionnext_tiny.pth'
+    torch.save(official, checkpoint)
+    work_dir = tmp_path / 'work'
+    data = str(ade20k_samples)
+    options = [
+        f'model.backbone.init_cfg.checkpoint={checkpoint}',
+        f'train_dataloader.dataset.data_root={data}', f'val_dataloader.dataset.data_root={data}',
+        'train_dataloader.dataset.data_prefix.img_path=images/validation',
+        'train_dataloader.dataset.data_prefix.seg_map_path=annotations/validation',
+        'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False', 'val_dataloader.num_workers=0',
+        'val_dataloader.persistent_workers=False',
+        'train_dataloader.dataset.pipeline.2.scale=(128,32)', 'train_dataloader.dataset.pipeline.3.crop_size=(64,64)',
+        'model.data_preprocessor.size=(64,64)', 'val_dataloader.dataset.pipeline.1.scale=(128,64)',
+        'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+    ]
+    config = REPO_ROOT / 'configs' / 'upernet_inceptionnext_t_ade20k.py'
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.run(
+        [sys.executable, str(_mmseg_train_py()), str(config), '--work-dir', str(work_dir), '--cfg-options', *options],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert 'mIoU' in proc.stdout + proc.stderr
+
+    saved = torch.load(work_dir / 'iter_2.pth', map_location='cpu', weights_only=True)  # the configs' hook at work
+    state = saved['state_dict']
+    for key in ('stem.0.weight', 'stages.2.blocks.4.mlp.fc1.weight', 'stages.3.blocks.2.gamma'):
+        torch.testing.assert_close(state[f'backbone.{key}'], official[key], atol=1e-6, rtol=0)
+    assert state['backbone.out_norms.3.weight'].shape == (768, )

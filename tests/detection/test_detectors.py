@@ -1,0 +1,135 @@
+"""RetinaNet and Mask R-CNN with InceptionNeXt: the shipped configs, trained and evaluated by mmdet's own Runner,
+datasets and CocoMetric on CPU with mmcv-lite (NMS and RoIAlign through mmext's torchvision stand-in)."""
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmdet.utils import register_all_modules
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from mmext.utils.synthetic_coco import SYNTHETIC_COCO_CLASSES, generate_synthetic_coco
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = sorted((REPO_ROOT / 'configs').glob('*_inceptionnext_*_coco.py'))
+# Backbone parameters without the classification head (REFERENCE.md), by config variant letter.
+BACKBONE_PARAMS = {'t': 23_974_296, 's': 45_292_632, 'b': 80_444_192}
+# Whole detectors as built here (2-core CPU, init_cfg dropped): a pin against accidental config changes.
+DETECTOR_PARAMS = {
+    'retinanet_inceptionnext_t_coco': 34_915_084, 'retinanet_inceptionnext_s_coco': 56_233_420,
+    'retinanet_inceptionnext_b_coco': 92_090_388, 'mask-rcnn_inceptionnext_t_coco': 44_251_080,
+    'mask-rcnn_inceptionnext_s_coco': 65_569_416, 'mask-rcnn_inceptionnext_b_coco': 100_844_816,
+}
+TINY_ARCH = dict(depths=(1, 1, 1, 1), dims=(16, 32, 64, 128), mlp_ratios=(2, 2, 2, 2))
+IMAGE_SIZE = (160, 128)  # (width, height)
+
+
+def test_config_list_is_complete():
+    assert [c.stem for c in CONFIGS] == sorted(DETECTOR_PARAMS)
+
+
+@pytest.mark.parametrize('config', CONFIGS, ids=lambda p: p.stem)
+def test_full_size_detector_params(config):
+    register_all_modules()
+    cfg = Config.fromfile(config)
+    backbone_cfg = cfg.model.backbone
+    assert backbone_cfg.init_cfg.checkpoint.startswith(
+        'https://github.com/sail-sg/inceptionnext/releases/download/model/inceptionnext_')
+    assert cfg.custom_imports.imports == ['mmext'] and cfg.default_scope == 'mmdet'
+    backbone_cfg.init_cfg = None  # build only: no download
+    model = MODELS.build(cfg.model)
+    backbone = model.backbone
+    out_norm_params = 2 * sum(backbone.channels)  # one BN (weight, bias) per returned stage
+    assert sum(p.numel() for p in backbone.parameters()) == BACKBONE_PARAMS[config.stem[-6]] + out_norm_params
+    assert list(cfg.model.neck.in_channels) == list(backbone.channels)
+    assert sum(p.numel() for p in model.parameters()) == DETECTOR_PARAMS[config.stem]
+
+
+def tiny_detector_cfg(config: Path, data_root: Path, work_dir: Path) -> Config:
+    """The shipped config with a tiny backbone, thin heads, small images and a few iterations (cfg-options style)."""
+    cfg = Config.fromfile(config)
+    is_mask_rcnn = cfg.model.type == 'MaskRCNN'
+    num_classes = len(SYNTHETIC_COCO_CLASSES)
+    channels = [TINY_ARCH['dims'][i] for i in cfg.model.backbone.out_indices]
+    options = {
+        'work_dir': str(work_dir),
+        'model.backbone.arch': dict(_delete_=True, **TINY_ARCH),
+        'model.backbone.init_cfg': None,
+        'model.neck.in_channels': channels,
+        'model.neck.out_channels': 32,
+        'optim_wrapper.optimizer.lr': 1e-3,
+        'param_scheduler': [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=4)],
+        'train_cfg.max_epochs': 3,
+        'train_cfg.val_begin': 100,  # no validation while training: once, below, through runner.val()
+        'default_hooks.logger.interval': 1,
+    }
+    if is_mask_rcnn:
+        options.update({
+            'model.rpn_head.in_channels': 32, 'model.rpn_head.feat_channels': 32,
+            'model.roi_head.bbox_roi_extractor.out_channels': 32,
+            'model.roi_head.bbox_head.in_channels': 32, 'model.roi_head.bbox_head.fc_out_channels': 64,
+            'model.roi_head.bbox_head.num_classes': num_classes,
+            'model.roi_head.mask_roi_extractor.out_channels': 32,
+            'model.roi_head.mask_head.in_channels': 32, 'model.roi_head.mask_head.conv_out_channels': 32,
+            'model.roi_head.mask_head.num_convs': 2, 'model.roi_head.mask_head.num_classes': num_classes,
+            # fewer proposals and sampled RoIs: RoIAlign's CPU cost grows with both
+            'model.train_cfg.rpn_proposal.nms_pre': 300, 'model.train_cfg.rpn_proposal.max_per_img': 100,
+            'model.train_cfg.rcnn.sampler.num': 64,
+            'model.test_cfg.rpn.nms_pre': 300, 'model.test_cfg.rpn.max_per_img': 100,
+            'model.test_cfg.rcnn.score_thr': 0.,  # report every box: an untrained model scores low
+        })
+    else:
+        options.update({
+            'model.bbox_head.in_channels': 32, 'model.bbox_head.feat_channels': 32,
+            'model.bbox_head.stacked_convs': 2, 'model.bbox_head.num_classes': num_classes,
+            'model.test_cfg.score_thr': 0.,
+        })
+    for split, loader in (('train', 'train_dataloader'), ('val', 'val_dataloader')):
+        options.update({
+            f'{loader}.batch_size': 2, f'{loader}.num_workers': 0, f'{loader}.persistent_workers': False,
+            f'{loader}.dataset.data_root': str(data_root),
+            f'{loader}.dataset.ann_file': f'annotations/instances_{split}.json',
+            f'{loader}.dataset.data_prefix.img': f'{split}/',
+            f'{loader}.dataset.metainfo': dict(classes=SYNTHETIC_COCO_CLASSES),
+        })
+        pipeline = cfg[loader].dataset.pipeline
+        resize = [i for i, t in enumerate(pipeline) if t.type == 'Resize']
+        assert len(resize) == 1, pipeline
+        options[f'{loader}.dataset.pipeline.{resize[0]}.scale'] = IMAGE_SIZE
+    options['val_evaluator.ann_file'] = str(data_root / 'annotations' / 'instances_val.json')
+    cfg.merge_from_dict(options)
+    return cfg
+
+
+@pytest.fixture(scope='module')
+def coco_root(tmp_path_factory) -> Path:
+    return generate_synthetic_coco(tmp_path_factory.mktemp('synthetic_coco'), num_train=8, num_val=4,
+                                   size=IMAGE_SIZE, seed=0)
+
+
+@pytest.mark.parametrize('method,metrics', [('retinanet', ['bbox']), ('mask-rcnn', ['bbox', 'segm'])])
+def test_train_and_evaluate_with_runner(method, metrics, coco_root, tmp_path):
+    cfg = tiny_detector_cfg(REPO_ROOT / 'configs' / f'{method}_inceptionnext_t_coco.py', coco_root, tmp_path)
+    metric = cfg.val_evaluator.metric
+    assert cfg.val_evaluator.type == 'CocoMetric' and ([metric] if isinstance(metric, str) else metric) == metrics
+    runner = Runner.from_cfg(cfg)
+    # Not distributed: the Runner turns the configs' SyncBN output norms into plain BN.
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in runner.model.modules())
+    before = [p.detach().clone() for p in runner.model.backbone.parameters()]
+    runner.train()
+
+    losses = runner.message_hub.get_scalar('train/loss').data[0]
+    assert len(losses) == 12  # 3 epochs x 4 batches of 2 images
+    assert all(math.isfinite(loss) for loss in losses), losses
+    changed = [not torch.equal(b, p) for b, p in zip(before, runner.model.backbone.parameters())]
+    assert sum(changed) > len(changed) // 2  # the backbone trains through the detector's losses
+    lr_scales = [g['lr_scale'] for g in runner.optim_wrapper.optimizer.param_groups]
+    assert min(lr_scales) < 1 == max(lr_scales)  # the config's stage-wise decay: heads at the base lr
+
+    results = runner.val()
+    for metric in metrics:
+        value = results[f'coco/{metric}_mAP']
+        assert math.isfinite(value) and 0 <= value <= 1, results
+    assert (tmp_path / 'epoch_3.pth').is_file()

@@ -1,0 +1,66 @@
+"""tools/model_converters/inceptionnext2mmseg.py: released formats -> verified mmengine backbone checkpoints."""
+import importlib.util
+
+import pytest
+import safetensors.torch
+import timm
+import torch
+
+from mmext.models import InceptionNeXt
+from mmext.utils.checkpoint import load_backbone_checkpoint
+
+
+@pytest.fixture(scope='module')
+def converter(repo_root):
+    spec = importlib.util.spec_from_file_location(
+        'inceptionnext2mmseg', repo_root / 'tools' / 'model_converters' / 'inceptionnext2mmseg.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def timm_atto_safetensors(tmp_path_factory):
+    gen = torch.Generator().manual_seed(1)
+    state_dict = {k: torch.randn(v.shape, generator=gen) if v.is_floating_point() else v.clone()
+                  for k, v in timm.create_model('inception_next_atto').state_dict().items()}
+    path = tmp_path_factory.mktemp('timm') / 'model.safetensors'
+    safetensors.torch.save_file(state_dict, path)
+    return path, state_dict
+
+
+def test_converts_timm_safetensors_to_a_strictly_loadable_mmengine_checkpoint(converter, timm_atto_safetensors,
+                                                                              tmp_path, capsys):
+    src, state_dict = timm_atto_safetensors
+    dst = tmp_path / 'out' / 'inceptionnext_atto_mmseg.pth'
+    assert converter.main([str(src), str(dst)]) == 0  # arch inferred from the shapes
+    assert 'wrote' in capsys.readouterr().out
+
+    converted = torch.load(dst, map_location='cpu', weights_only=True)
+    assert set(converted) == {'state_dict', 'meta'}
+    assert converted['meta']['arch'] == 'atto' and converted['meta']['source'] == 'model.safetensors'
+    expected = {k: v for k, v in state_dict.items() if not k.startswith('head.')}
+    assert converted['state_dict'].keys() == expected.keys()
+    assert all(torch.equal(converted['state_dict'][k], v) for k, v in expected.items())
+
+    model = InceptionNeXt('atto')
+    assert load_backbone_checkpoint(model, dst).ok
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in expected.items())
+
+
+def test_prefix_writes_segmentor_keys(converter, timm_atto_safetensors, tmp_path):
+    src, _ = timm_atto_safetensors
+    dst = tmp_path / 'backbone_prefixed.pth'
+    assert converter.main([str(src), str(dst), '--arch', 'atto', '--prefix', 'backbone.']) == 0
+    keys = torch.load(dst, map_location='cpu', weights_only=True)['state_dict'].keys()
+    assert keys and all(k.startswith('backbone.') for k in keys)
+    assert load_backbone_checkpoint(InceptionNeXt('atto'), dst).prefix == 'backbone.'
+
+
+def test_wrong_arch_fails_without_writing(converter, timm_atto_safetensors, tmp_path, capsys):
+    src, _ = timm_atto_safetensors
+    dst = tmp_path / 'tiny.pth'
+    assert converter.main([str(src), str(dst), '--arch', 'tiny']) == 1
+    err = capsys.readouterr().err
+    assert 'checkpoint looks like InceptionNeXt-atto' in err and 'the model is InceptionNeXt-tiny' in err
+    assert not dst.exists()

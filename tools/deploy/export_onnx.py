@@ -1,0 +1,66 @@
+"""Export an mmext segmentor to ONNX (dynamic height and width) and check onnxruntime against PyTorch.
+
+    python tools/deploy/export_onnx.py CONFIG [CHECKPOINT] --out model.onnx [--shape H W] [--opset N] [--deploy]
+        [--check IMG ...]
+
+The graph takes a ``(1, 3, H, W)`` float32 BGR 0..255 image (normalisation inside) and returns
+``(1, num_classes, H, W)`` logits at the input resolution. After exporting, the tool runs onnxruntime (CPU) and
+PyTorch on each ``--check`` image at its own size (default: a random image of the export shape and one of
+another size) and prints the max abs logit difference and the argmax agreement; it exits 1 below 99.9%.
+"""
+import argparse
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+from mmengine.config import DictAction
+
+from mmext.apis import check_onnx_parity, export_onnx, init_segmentor
+from mmext.apis.onnx import DEFAULT_OPSET
+
+MIN_AGREEMENT = 0.999
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Export an mmext segmentor to ONNX')
+    parser.add_argument('config', help='config file, e.g. configs/upernet_inceptionnext_t_ade20k.py')
+    parser.add_argument('checkpoint', nargs='?', default=None,
+                        help='segmentor checkpoint (or backbone-only weights); omitted: random weights')
+    parser.add_argument('--out', required=True, help='output .onnx file')
+    parser.add_argument('--shape', type=int, nargs=2, default=(512, 512), metavar=('H', 'W'),
+                        help='example input size for tracing (the graph accepts any size >= 64)')
+    parser.add_argument('--opset', type=int, default=DEFAULT_OPSET, help='ONNX opset version')
+    parser.add_argument('--deploy', action='store_true', help="fold the backbone's BatchNorms first")
+    parser.add_argument('--check', nargs='*', default=None, metavar='IMG',
+                        help='images to compare onnxruntime with PyTorch on, at their own sizes')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
+                        help='override config settings, e.g. model.backbone.arch=atto')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    model = init_segmentor(args.config, args.checkpoint, device='cpu', cfg_options=args.cfg_options)
+    out = export_onnx(model, args.out, shape=tuple(args.shape), opset=args.opset, deploy=args.deploy)
+    print(f'wrote {out} (opset {args.opset}; torch {torch.__version__}, onnx {onnx.__version__}, '
+          f'onnxruntime {onnxruntime.__version__})')
+    if args.check:
+        images = args.check
+    else:
+        rng = np.random.default_rng(0)
+        h, w = args.shape
+        images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
+                  rng.integers(0, 256, (h * 3 // 4 + 7, w + 37, 3), dtype=np.uint8)]
+    results = check_onnx_parity(model, out, images)
+    ok = True
+    for name, r in zip(args.check or ['random', 'random'], results):
+        ok &= r['argmax_agreement'] >= MIN_AGREEMENT
+        print(f"{name} {r['shape'][1]}x{r['shape'][0]} (w x h): max |logit diff| {r['max_abs_diff']:.3g}, "
+              f"argmax agreement {100 * r['argmax_agreement']:.4f}%")
+    return 0 if ok else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

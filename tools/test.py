@@ -1,0 +1,102 @@
+"""Test (and evaluate) a checkpoint with an OpenMMLab config (mmseg 1.x / mmdet 3.x style configs).
+
+    python tools/test.py CONFIG CHECKPOINT [--tta] [--out DIR|FILE.pkl] [--show-dir DIR] [--cfg-options k=v ...]
+    torchrun --nproc_per_node N tools/test.py CONFIG CHECKPOINT --launcher pytorch  (or tools/dist_test.sh)
+
+``--out`` takes a directory (segmentation: the test metric writes one prediction PNG per image, as mmseg's tool
+does) or a ``.pkl`` file (any task: raw predictions dumped by mmengine's DumpResults, as mmdet's tool does).
+"""
+import argparse
+import inspect
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.registry import HOOKS, RUNNERS
+from mmengine.runner import Runner
+
+import mmext  # noqa: F401  (registers mmext's components and makes mmseg/mmdet importable on mmcv-lite)
+from mmext.engine.hooks import ensure_weights_only_hook
+from mmext.evaluation import enable_tta
+from mmext.utils.dist import setup_cpu_distributed
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a model from an OpenMMLab config')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='directory for logs and the metrics JSON (default: ./work_dirs/CONFIG)')
+    parser.add_argument('--out', help='directory for prediction PNGs (segmentation) or a .pkl file for predictions')
+    parser.add_argument('--show', action='store_true', help='show predictions in a window')
+    parser.add_argument('--show-dir', help='directory where every image is saved painted with its prediction')
+    parser.add_argument('--wait-time', type=float, default=2, help='seconds each shown image stays up')
+    parser.add_argument('--tta', action='store_true', help='test-time augmentation (the config\'s tta_pipeline)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, e.g. test_dataloader.dataset.data_root=data/ade')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def enable_visualization(cfg: Config, show: bool, show_dir: str | None, wait_time: float) -> None:
+    """Turn on the config's ``default_hooks.visualization`` (mmseg's or mmdet's hook) for ``--show``/``--show-dir``."""
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    if hook is None:
+        raise KeyError('--show/--show-dir need default_hooks.visualization in the config, e.g. '
+                       "visualization=dict(type='SegVisualizationHook')")
+    hook['draw'] = True
+    hook['interval'] = 1  # every test image, not mmseg's default of every 50th
+    if show:
+        hook['show'] = True
+        hook['wait_time'] = wait_time
+    if show_dir:
+        with HOOKS.switch_scope_and_registry(cfg.get('default_scope')) as registry:
+            hook_cls = registry.get(hook['type'])
+        if 'test_out_dir' in inspect.signature(hook_cls).parameters:
+            hook['test_out_dir'] = show_dir  # mmdet's DetVisualizationHook
+        else:
+            cfg.visualizer['save_dir'] = show_dir  # mmseg's SegVisualizationHook draws through the visualizer
+
+
+def add_output(cfg: Config, out: str) -> None:
+    """Save predictions: a ``.pkl`` file via DumpResults, otherwise PNGs from the test metric's ``output_dir``."""
+    if out.endswith(('.pkl', '.pickle')):
+        evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
+        cfg.test_evaluator = [*evaluators, dict(type='DumpResults', out_file_path=out)]
+        return
+    if isinstance(cfg.test_evaluator, list):
+        raise ValueError('--out DIR needs a single test metric with output_dir (mmseg\'s IoUMetric); '
+                         'pass a .pkl file instead')
+    cfg.test_evaluator['output_dir'] = out
+    cfg.test_evaluator['keep_results'] = True
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        enable_visualization(cfg, args.show, args.show_dir, args.wait_time)
+    if args.tta:
+        enable_tta(cfg)
+    if args.out is not None:
+        add_output(cfg, args.out)
+    ensure_weights_only_hook(cfg)
+    setup_cpu_distributed(cfg)
+
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()

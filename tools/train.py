@@ -1,0 +1,84 @@
+"""Train a segmentor or detector from an OpenMMLab config (mmseg 1.x / mmdet 3.x style configs).
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
+    torchrun --nproc_per_node N tools/train.py CONFIG --launcher pytorch     (or tools/dist_train.sh CONFIG N)
+
+The Runner type and default scope come from the config, so mmseg and mmdet configs both work. Multi-process runs
+without CUDA use gloo with BN instead of SyncBN (see mmext.utils.dist).
+"""
+import argparse
+import logging
+import os
+import os.path as osp
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+import mmext  # noqa: F401  (registers mmext's components and makes mmseg/mmdet importable on mmcv-lite)
+from mmext.engine.hooks import ensure_weights_only_hook
+from mmext.utils.dist import setup_cpu_distributed
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Train a model from an OpenMMLab config')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--work-dir', help='directory for logs and checkpoints (default: ./work_dirs/CONFIG_NAME)')
+    parser.add_argument('--resume', nargs='?', type=str, const='auto',
+                        help='resume from CKPT, or with no value from the latest checkpoint in the work dir')
+    parser.add_argument('--amp', action='store_true', help='automatic mixed precision (AmpOptimWrapper; needs CUDA)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, e.g. train_cfg.max_iters=1000 "model.backbone.arch=small"')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='job launcher')
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK instead
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def enable_amp(cfg: Config) -> None:
+    """Switch ``cfg.optim_wrapper`` to mmengine's AmpOptimWrapper (fp16 autocast with dynamic loss scaling)."""
+    if not torch.cuda.is_available():
+        raise RuntimeError('--amp needs a CUDA device: mmengine 0.10.7\'s AmpOptimWrapper refuses to build on CPU, '
+                           'and bf16 autocast on CPU is slower than fp32 on most CPUs. Train without --amp.')
+    wrapper_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if wrapper_type == 'AmpOptimWrapper':
+        print_log('AMP training is already enabled in the config.', logger='current', level=logging.WARNING)
+        return
+    if wrapper_type != 'OptimWrapper':
+        raise ValueError(f'--amp works on optim_wrapper type OptimWrapper, the config has {wrapper_type!r}')
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.loss_scale = 'dynamic'
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        enable_amp(cfg)
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+    ensure_weights_only_hook(cfg)
+    setup_cpu_distributed(cfg)
+
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
