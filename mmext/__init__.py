@@ -8,6 +8,6 @@ from .version import __version__
 
 install_mmcv_ext_stand_in()
 
-from . import datasets, engine, models  # noqa: E402,F401  (registers components; must follow the stand-in)
+from . import datasets, engine, evaluation, models  # noqa: E402,F401  (registers components; must follow the stand-in)
 
 __all__ = ['__version__']

@@ -10,10 +10,11 @@ The graph takes what ``cv2.imread`` gives and returns what a user wants:
 It is whole-image inference at whatever size is fed; resizing the image (mmseg's test pipeline scales ADE20K to
 a 512 short side) or sliding windows, if a config tests that way, are the caller's.
 
-Adaptive average pooling (UperHead's pyramid pooling) is the classic trap here: both of torch's ONNX exporters
-bake the pooling windows of the export size into the graph, which then fails or silently computes wrong values
-at other sizes. :class:`DynamicAdaptiveAvgPool2d` replaces it in the exported copy by the same arithmetic written
-as two averaging matrices built from the runtime size, which exports exactly at every size.
+Two modules of these heads fix the export size into the graph, which then fails or silently computes wrong values
+at other sizes: adaptive average pooling (UperHead's pyramid pooling; both of torch's exporters bake its windows
+in) and mmseg's ``Upsample`` (Semantic FPN's scale heads; it computes the output size through a Python float).
+:func:`make_shapes_dynamic` replaces them in the exported copy by the same arithmetic written on symbolic sizes
+(:class:`DynamicAdaptiveAvgPool2d`: two averaging matrices built from the runtime size).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import revert_sync_batchnorm
 from mmseg.models import BaseSegmentor
+from mmseg.models.utils import Upsample as MMSegUpsample
 
 from .inference import load_image, whole_image_logits
 
@@ -68,18 +70,46 @@ class DynamicAdaptiveAvgPool2d(nn.Module):
         return torch.matmul(torch.matmul(p_h, x), p_w.transpose(0, 1))
 
 
-def replace_adaptive_pooling(module: nn.Module) -> int:
-    """Swap every ``nn.AdaptiveAvgPool2d`` in ``module`` (in place) for :class:`DynamicAdaptiveAvgPool2d`.
+class IntegerScaleUpsample(nn.Module):
+    """mmseg's ``Upsample`` by an integer factor, with the output size kept symbolic.
 
-    Returns:
-        How many were replaced.
+    mmseg computes ``int(size * scale_factor)`` through a float, which the exporter can only evaluate at the
+    export size: Semantic FPN's scale heads then resize to the export size's feature shapes at every input size.
+    ``size * factor`` in integers is the same number and stays a function of the input.
+    """
+
+    def __init__(self, scale_factor: int, mode: str, align_corners: bool | None) -> None:
+        super().__init__()
+        self.scale_factor, self.mode, self.align_corners = scale_factor, mode, align_corners
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = (x.shape[-2] * self.scale_factor, x.shape[-1] * self.scale_factor)
+        return F.interpolate(x, size=size, mode=self.mode, align_corners=self.align_corners)
+
+
+def make_shapes_dynamic(module: nn.Module) -> int:
+    """Swap, in place, the modules whose export would fix sizes of the export input into the graph.
+
+    ``nn.AdaptiveAvgPool2d`` becomes :class:`DynamicAdaptiveAvgPool2d`, mmseg's ``Upsample`` with an integer
+    ``scale_factor`` :class:`IntegerScaleUpsample`. Returns how many modules were replaced.
+
+    Raises:
+        ValueError: an mmseg ``Upsample`` with a fixed size or a fractional factor, which has no dynamic form here.
     """
     count = 0
-    for parent in module.modules():
+    for parent_name, parent in module.named_modules():
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.AdaptiveAvgPool2d):
                 setattr(parent, name, DynamicAdaptiveAvgPool2d(child.output_size))
-                count += 1
+            elif isinstance(child, MMSegUpsample):
+                factor = child.scale_factor
+                if child.size or not isinstance(factor, float) or not factor.is_integer():
+                    raise ValueError(f'{parent_name}.{name}: Upsample(size={child.size}, scale_factor={factor}) '
+                                     'cannot be exported with dynamic shapes; only integer scale factors can')
+                setattr(parent, name, IntegerScaleUpsample(int(factor), child.mode, child.align_corners))
+            else:
+                continue
+            count += 1
     return count
 
 
@@ -114,7 +144,8 @@ class SegmentorForExport(nn.Module):
 def prepare_for_export(model: BaseSegmentor, deploy: bool = False) -> SegmentorForExport:
     """A CPU eval-mode copy of ``model`` ready to export; ``model`` itself is not changed.
 
-    SyncBN is reverted, adaptive pooling made size-agnostic, and with ``deploy`` the backbone's
+    SyncBN is reverted, adaptive pooling and fixed-factor upsampling made size-agnostic
+    (:func:`make_shapes_dynamic`), and with ``deploy`` the backbone's
     ``switch_to_deploy()`` (BN folding) is applied.
     """
     model = revert_sync_batchnorm(copy.deepcopy(model)).cpu().eval()
@@ -123,7 +154,7 @@ def prepare_for_export(model: BaseSegmentor, deploy: bool = False) -> SegmentorF
             raise ValueError(f'deploy=True needs a backbone with switch_to_deploy(); '
                              f'{type(model.backbone).__name__} has none')
         model.backbone.switch_to_deploy()
-    replace_adaptive_pooling(model)
+    make_shapes_dynamic(model)
     return SegmentorForExport(model).eval()
 
 

@@ -26,7 +26,7 @@ import types
 from collections.abc import Callable
 
 import torch
-import torchvision  # noqa: F401  (registers the torch.ops.torchvision kernels used below)
+import torchvision  # noqa: F401  (registers torch.ops.torchvision; imported lazily it fails inside a traced forward)
 from torch import Tensor
 
 __all__ = ['MissingMmcvOpError', 'install_mmcv_ext_stand_in', 'mmcv_ext_stand_in_installed', 'PROVIDED_OPS']

@@ -75,7 +75,7 @@ def read_checkpoint(filename: str | os.PathLike, map_location: str | torch.devic
     """Read a checkpoint without running code from it.
 
     Args:
-        filename: A local path, an ``http(s)://`` URL (downloaded once into ``torch.hub.get_dir()/checkpoints``),
+        filename: A local path, an ``http(s)://`` URL (downloaded once, under ``torch.hub.get_dir()/checkpoints``),
             an OpenMMLab model name (``open-mmlab://``, ``torchvision://``, ``mmcls://``), any other URI
             mmengine's fileio can fetch (``s3://``, ...), or ``trusted://<local path>`` for the user's own file
             (see :func:`load_trusted_checkpoint`).
@@ -105,7 +105,7 @@ def load_trusted_checkpoint(filename: str | os.PathLike, map_location: str | tor
     ``load_from='trusted://...'``, ``init_cfg=dict(type='Pretrained', checkpoint='trusted://...')``).
     """
     filename = osp.expanduser(str(filename))
-    if filename.startswith(('trusted:', *_URL_PREFIXES, *_MODEL_NAME_PREFIXES)) or '://' in filename:
+    if '://' in filename:
         raise CheckpointError(f'trusted:// takes a local file of your own, not {filename!r}')
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint {filename} not found')
@@ -238,8 +238,8 @@ def check_weights_only_loadable(filename: str | os.PathLike) -> None:
     ``torch.load(weights_only=True)`` refuses, e.g. a training checkpoint saved without
     :class:`~mmext.engine.hooks.WeightsOnlyCheckpointHook`. Reads only the pickle's opcodes; costs no tensor I/O.
     """
-    refused = _refused_globals(str(filename))
-    if refused:
+    refused = [n for n in _refused_globals(str(filename)) if not n.startswith('<unresolved')]
+    if refused:  # unresolved names alone are left for torch to judge: a pre-check must not block a good file
         raise UnsafeCheckpointError(_unsafe_message(str(filename), refused))
 
 
@@ -286,27 +286,37 @@ def pickle_globals(filename: str | os.PathLike) -> list[str]:
 
 
 def _scan_pickles(stream, found: set[str]) -> None:
-    """Collect globals from consecutive pickles in ``stream`` (torch's legacy format writes several)."""
+    """Collect globals from consecutive pickles in ``stream`` (torch's legacy format writes several).
+
+    ``GLOBAL`` names are exact. For ``STACK_GLOBAL`` the two values pushed just before are tracked, strings as
+    themselves and anything else as ``None``; a name is reported only when both were strings, else
+    ``'<unresolved STACK_GLOBAL>'``, so a wrong name is never made up.
+    """
     string_ops = {'SHORT_BINUNICODE', 'BINUNICODE', 'BINUNICODE8', 'UNICODE', 'SHORT_BINSTRING', 'BINSTRING',
                   'STRING'}
+    no_push_ops = {'PROTO', 'FRAME', 'MEMOIZE', 'PUT', 'BINPUT', 'LONG_BINPUT', 'STOP'}
     for _ in range(8):
-        strings: list[str | None] = []
+        pushed: list[str | None] = []
         memo: dict[int, str | None] = {}
         try:
             for op, arg, _pos in pickletools.genops(stream):
-                if op.name in ('GLOBAL', 'INST'):
+                name = op.name
+                if name in ('GLOBAL', 'INST'):
                     found.add(arg.replace(' ', '.'))
-                elif op.name in string_ops:
-                    strings.append(arg if isinstance(arg, str) else arg.decode('latin1'))
-                elif op.name == 'MEMOIZE':
-                    memo[len(memo)] = strings[-1] if strings else None
-                elif op.name in ('PUT', 'BINPUT', 'LONG_BINPUT'):
-                    memo[arg] = strings[-1] if strings else None
-                elif op.name in ('GET', 'BINGET', 'LONG_BINGET'):
-                    strings.append(memo.get(arg))
-                elif op.name == 'STACK_GLOBAL':
-                    module, name = (strings[-2:] if len(strings) >= 2 else [None, None])
-                    found.add(f'{module}.{name}' if module and name else '<unresolved STACK_GLOBAL>')
+                if name == 'MEMOIZE':
+                    memo[len(memo)] = pushed[-1] if pushed else None
+                elif name in ('PUT', 'BINPUT', 'LONG_BINPUT'):
+                    memo[arg] = pushed[-1] if pushed else None
+                elif name == 'STACK_GLOBAL':
+                    module, qualname = pushed[-2:] if len(pushed) >= 2 else (None, None)
+                    found.add(f'{module}.{qualname}' if module and qualname else '<unresolved STACK_GLOBAL>')
+                    pushed.append(None)
+                elif name in string_ops:
+                    pushed.append(arg if isinstance(arg, str) else arg.decode('latin1'))
+                elif name in ('GET', 'BINGET', 'LONG_BINGET'):
+                    pushed.append(memo.get(arg))
+                elif name not in no_push_ops:
+                    pushed.append(None)
         except Exception:  # raw tensor bytes after the pickles, or not a pickle at all
             return
 
@@ -656,7 +666,7 @@ def to_weights_only(obj: Any, path: str = 'checkpoint') -> Any:
     if isinstance(obj, Mapping):
         items = {}
         for k, v in obj.items():
-            if not isinstance(k, (str, int, float, bool, type(None))):
+            if not (type(k) in _BUILTIN_SCALARS or type(k) is tuple and all(type(x) in _BUILTIN_SCALARS for x in k)):
                 raise TypeError(f'{path}: key {k!r} of type {type(k).__name__} cannot be stored in a weights_only '
                                 'checkpoint')
             items[k] = to_weights_only(v, f'{path}.{k}')
@@ -705,8 +715,8 @@ def _decode(kind: str, enc: Mapping) -> Any:
     if kind == 'ndarray':
         dtype = np.dtype(enc['dtype'])
         data = enc['data']
-        if isinstance(data, torch.Tensor):
-            flat = data.numpy().astype(dtype, copy=False)
+        if isinstance(data, torch.Tensor):  # on the GPU when the Runner resumes with map_location='cuda'
+            flat = data.detach().cpu().numpy().astype(dtype, copy=False)
         else:
             flat = np.empty(len(data), dtype=dtype)
             flat[:] = [from_weights_only(x) for x in data] if dtype.kind == 'O' else data

@@ -1,4 +1,5 @@
 """init_segmentor / inference_segmentor on the real configs (small arch override) and real ADE20K samples."""
+import copy
 from pathlib import Path
 
 import cv2
@@ -64,10 +65,10 @@ def test_list_of_mixed_sizes_returns_a_list(model, sample_images):
 
 
 def test_config_object_is_not_modified(upernet_cfg):
-    before = upernet_cfg.pretty_text
+    before = copy.deepcopy(upernet_cfg.to_dict())
     model = init_segmentor(upernet_cfg, cfg_options=small_upernet())
     inference_segmentor(model, np.zeros((64, 64, 3), dtype=np.uint8))
-    assert upernet_cfg.pretty_text == before
+    assert upernet_cfg.to_dict() == before
     assert upernet_cfg.model.backbone.init_cfg.type == 'Pretrained' and model.cfg.model.backbone.init_cfg is None
 
 

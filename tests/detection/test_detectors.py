@@ -132,4 +132,6 @@ def test_train_and_evaluate_with_runner(method, metrics, coco_root, tmp_path):
     for metric in metrics:
         value = results[f'coco/{metric}_mAP']
         assert math.isfinite(value) and 0 <= value <= 1, results
-    assert (tmp_path / 'epoch_3.pth').is_file()
+    # the configs' WeightsOnlyCheckpointHook: the checkpoint loads under torch's default weights_only=True
+    checkpoint = torch.load(tmp_path / 'epoch_3.pth', map_location='cpu', weights_only=True)
+    assert checkpoint['meta']['epoch'] == 3 and 'backbone.stem.0.weight' in checkpoint['state_dict']

@@ -16,6 +16,7 @@ from mmext.utils.checkpoint import (
     CheckpointError,
     UnsafeCheckpointError,
     arch_name,
+    check_weights_only_loadable,
     extract_backbone_state_dict,
     from_weights_only,
     infer_arch,
@@ -201,6 +202,22 @@ def test_malicious_pickle_is_refused_without_running_it(protocol, tmp_path):
     assert 'posix.system' in pickle_globals(path)
 
 
+@pytest.mark.parametrize('protocol', [2, 4, 5])
+def test_pickle_scan_names_exactly_what_a_file_imports(protocol, tmp_path):
+    good = tmp_path / 'good.pth'
+    torch.save({'posix': 'system', 'w': torch.ones(2)}, good, pickle_protocol=protocol)  # decoy strings
+    names = pickle_globals(good)
+    assert 'torch._utils._rebuild_tensor_v2' in names
+    assert all(n.startswith('torch.') or n == 'collections.OrderedDict' for n in names), names
+    check_weights_only_loadable(good)  # a pre-check must not block a good file
+    bad = tmp_path / 'bad.pkl'
+    bad.write_bytes(pickle.dumps(['posix', {'x': np.float64(1.0)}], protocol=protocol))
+    assert {'numpy._core.multiarray.scalar', 'numpy.dtype'} <= set(pickle_globals(bad)) <= {
+        'numpy._core.multiarray.scalar', 'numpy.dtype', '_codecs.encode'}
+    with pytest.raises(UnsafeCheckpointError, match='numpy'):
+        check_weights_only_loadable(bad)
+
+
 @pytest.mark.parametrize('kind', ['torch_truncated', 'safetensors_truncated', 'html', 'empty', 'text'])
 def test_unreadable_files_raise_naming_the_file(kind, timm_atto_state_dict, tmp_path):
     if kind == 'torch_truncated':
@@ -263,3 +280,14 @@ def test_weights_only_encoding_round_trips_mmengine_values():
 
     with pytest.raises(TypeError, match=r'meta\.bad: a .*object cannot be stored in a weights_only checkpoint'):
         to_weights_only({'meta': {'bad': object()}}, 'checkpoint')
+    with pytest.raises(TypeError, match=r'key np\.float64\(1\.0\) of type float64'):  # np.float64 subclasses float
+        to_weights_only({np.float64(1.0): 'x'})
+
+
+@pytest.mark.gpu
+def test_weights_only_decoding_after_loading_onto_the_gpu(tmp_path):
+    # Runner.resume loads with map_location=get_device(): encoded arrays arrive as CUDA tensors
+    path = tmp_path / 'iter_1.pth'
+    torch.save(to_weights_only({'loss': HistoryBuffer([0.5, 0.25], [1, 1]), 'eta': np.float64(2.0)}), path)
+    decoded = from_weights_only(torch.load(path, map_location='cuda', weights_only=True))
+    assert decoded['loss'].data[0].tolist() == [0.5, 0.25] and type(decoded['eta']) is np.float64

@@ -1,6 +1,8 @@
 # Mask R-CNN + InceptionNeXt-T: mmdet's Mask R-CNN-R50-FPN model with the backbone swapped.
 _base_ = 'mmdet::_base_/models/mask-rcnn_r50_fpn.py'
 custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
+# Lets --resume / load_from read the checkpoints this training writes under torch's weights_only loading.
+custom_hooks = [dict(type='WeightsOnlyCheckpointHook')]
 
 checkpoint_file = 'https://github.com/sail-sg/inceptionnext/releases/download/model/inceptionnext_tiny.pth'
 model = dict(

@@ -1,0 +1,104 @@
+"""ONNX export of UperNet / Semantic FPN segmentors: onnxruntime must match PyTorch at sizes other than the export
+size, on the three real ADE20K samples at their native sizes."""
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.config import Config
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmext.apis import DynamicAdaptiveAvgPool2d, check_onnx_parity, export_onnx, init_segmentor, prepare_for_export
+
+SMALL_ARCH = dict(_delete_=True, depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), mlp_ratios=(2, 2, 2, 2),
+                  token_mixer=dict(band_kernel_size=5, branch_ratio=0.25))
+
+
+def _randomize(model: nn.Module, seed: int) -> None:
+    """Random weights, BN statistics and layer scales of order 1, so every layer moves the logits."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            if name.endswith(('running_var', 'gamma')) or name.endswith('weight') and tensor.ndim == 1:
+                tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
+            else:
+                tensor.copy_(torch.randn(tensor.shape, generator=gen) * (0.5 if tensor.ndim == 1 else
+                                                                        tensor[0].numel() ** -0.5))
+
+
+def _sample_images(ade20k_samples: Path) -> list[np.ndarray]:
+    images = [cv2.imread(str(p)) for p in sorted((ade20k_samples / 'images' / 'validation').glob('*.jpg'))]
+    assert [im.shape[:2] for im in images] == [(512, 683), (364, 500), (300, 400)]
+    return images
+
+
+def _assert_parity(results: list[dict], shapes: list[tuple[int, int]]) -> None:
+    assert [r['shape'] for r in results] == shapes
+    for r in results:
+        assert r['max_abs_diff'] < 1e-3, r
+        assert r['argmax_agreement'] >= 0.999, r
+
+
+@pytest.mark.parametrize('in_size', [(7, 9), (12, 12), (17, 32), (1, 5)])
+@pytest.mark.parametrize('out_size', [1, 2, 3, 6, (2, 5)])
+def test_dynamic_adaptive_pool_equals_torch(in_size, out_size):
+    x = torch.randn(2, 3, *in_size)
+    torch.testing.assert_close(DynamicAdaptiveAvgPool2d(out_size)(x), nn.AdaptiveAvgPool2d(out_size)(x),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_upernet_onnx_matches_pytorch_on_ade20k_samples(repo_root, ade20k_samples, tmp_path):
+    dims = list(SMALL_ARCH['dims'])
+    model = init_segmentor(repo_root / 'configs/upernet_inceptionnext_t_ade20k.py', cfg_options={
+        'model.backbone.arch': SMALL_ARCH, 'model.decode_head.in_channels': dims, 'model.decode_head.channels': 16,
+        'model.auxiliary_head.in_channels': dims[2], 'model.auxiliary_head.channels': 16})
+    _randomize(model, seed=0)
+    onnx_file = export_onnx(model, tmp_path / 'upernet.onnx', shape=(256, 320))
+
+    graph = onnx.load(str(onnx_file)).graph
+    assert [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim][:2] == [1, 3]
+    assert all(d.dim_param for d in graph.input[0].type.tensor_type.shape.dim[2:])  # symbolic H, W
+    assert not any(node.op_type.startswith('AveragePool') for node in graph.node)  # no pooling windows baked in
+
+    images = _sample_images(ade20k_samples) + [np.random.default_rng(0).integers(0, 256, (97, 131, 3), np.uint8)]
+    _assert_parity(check_onnx_parity(model, onnx_file, images), [(512, 683), (364, 500), (300, 400), (97, 131)])
+
+
+def test_fpn_deploy_onnx_matches_unfolded_pytorch(repo_root, ade20k_samples, tmp_path):
+    model = init_segmentor(repo_root / 'configs/fpn_inceptionnext_t_ade20k.py', cfg_options={
+        'model.backbone.arch': SMALL_ARCH, 'model.neck.in_channels': list(SMALL_ARCH['dims']),
+        'model.neck.out_channels': 16, 'model.decode_head.in_channels': [16] * 4, 'model.decode_head.channels': 16})
+    _randomize(model, seed=1)
+    onnx_file = export_onnx(model, tmp_path / 'fpn.onnx', shape=(128, 128), deploy=True)
+    folded = prepare_for_export(model, deploy=True).backbone
+    assert not any(isinstance(m, _BatchNorm) for m in [*folded.stem.modules(), *folded.stages.modules()])
+    assert isinstance(model.backbone.stem[1], _BatchNorm)  # the exported copy was folded, not the model
+    _assert_parity(check_onnx_parity(model, onnx_file, _sample_images(ade20k_samples)),
+                   [(512, 683), (364, 500), (300, 400)])
+
+
+def test_real_upernet_t_structure_exports(repo_root, tmp_path):
+    """The unmodified UperNet-T config (tiny backbone, 512-channel UperHead, SyncBN), on small inputs for speed."""
+    cfg = Config.fromfile(str(repo_root / 'configs/upernet_inceptionnext_t_ade20k.py'))
+    model = init_segmentor(cfg)
+    _randomize(model, seed=2)
+    onnx_file = export_onnx(model, tmp_path / 'upernet_t.onnx', shape=(128, 128))
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, shape, np.uint8) for shape in ((160, 224, 3), (96, 64, 3))]
+    _assert_parity(check_onnx_parity(model, onnx_file, images), [(160, 224), (96, 64)])
+
+
+def test_export_refuses_bad_requests(repo_root, tmp_path):
+    model = init_segmentor(repo_root / 'configs/upernet_inceptionnext_t_ade20k.py', cfg_options={
+        'model.backbone.arch': SMALL_ARCH, 'model.decode_head.in_channels': list(SMALL_ARCH['dims']),
+        'model.decode_head.channels': 16, 'model.auxiliary_head.in_channels': 64})
+    with pytest.raises(ValueError, match='64'):
+        export_onnx(model, tmp_path / 'x.onnx', shape=(32, 32))
+    model.backbone = nn.Identity()  # a backbone without switch_to_deploy()
+    with pytest.raises(ValueError, match='switch_to_deploy'):
+        prepare_for_export(model, deploy=True)
