@@ -1,15 +1,15 @@
 # The `make demo` job: UperNet + InceptionNeXt-atto trained from scratch on CPU on the synthetic ADE20K-layout
 # scenes of mmext.utils.synthetic_ade20k (tools/demo_train.py writes them and sets data_root). Changes from the
-# paper's recipe are for a few CPU minutes: atto, plain BN, 64-channel heads, 128x128 crops, a short AdamW schedule.
+# paper's recipe are for a few CPU minutes: atto, plain BN, 64-channel heads, 96x96 crops, a short AdamW schedule.
 _base_ = [
     '../_base_/models/upernet_inceptionnext.py',
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
 ]
 data_root = 'work_dirs/demo/data/ADEChallengeData2016'
-crop_size = (128, 128)
+crop_size = (96, 96)
 scene_scale = (512, 192)  # the scenes are 256x192: keep them at that size (x0.5..2 when training)
-max_iters = 300
+max_iters = 80
 norm_cfg = dict(type='BN', requires_grad=True)
 
 model = dict(
@@ -46,15 +46,15 @@ test_evaluator = val_evaluator
 # From scratch, so a higher lr than the paper's fine-tuning 6e-5 (our choice).
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.999), weight_decay=0.01))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20),
-    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=20, end=max_iters),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=10),
+    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=10, end=max_iters),
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=25, log_metric_by_epoch=False),
+    logger=dict(type='LoggerHook', interval=10, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters),
     sampler_seed=dict(type='DistSamplerSeedHook'),

@@ -197,8 +197,9 @@ def check_onnx_parity(model: BaseSegmentor, onnx_file: str | Path, images: Seque
     """Compare onnxruntime's logits with PyTorch's (mmseg's whole-image inference) on each image at its size.
 
     Returns:
-        One dict per image: ``shape`` ``(H, W)``, ``max_abs_diff`` of the logits, and ``argmax_agreement``, the
-        fraction of pixels whose predicted class is the same.
+        One dict per image: ``shape`` ``(H, W)``, ``max_abs_diff`` of the logits, ``max_abs_logit`` (PyTorch's
+        largest logit magnitude, the scale the difference is relative to) and ``argmax_agreement``, the fraction
+        of pixels whose predicted class is the same.
     """
     import onnxruntime as ort
 
@@ -214,5 +215,5 @@ def check_onnx_parity(model: BaseSegmentor, onnx_file: str | Path, images: Seque
             raise AssertionError(f'ONNX logits have shape {logits.shape}, PyTorch {reference.shape} '
                                  f'for image {image if not isinstance(image, np.ndarray) else bgr.shape}')
         results.append(dict(shape=bgr.shape[:2], max_abs_diff=float(np.abs(logits - reference).max()),
-                            argmax_agreement=float((logits.argmax(1) == reference.argmax(1)).mean())))
+                            max_abs_logit=float(np.abs(reference).max()), argmax_agreement=float((logits.argmax(1) == reference.argmax(1)).mean())))
     return results

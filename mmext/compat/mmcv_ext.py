@@ -8,7 +8,9 @@ no mmcv 2.x wheel with compiled ops, so on mmcv-lite those imports fail with ``N
 
 * ``nms``, ``roi_align_forward`` and ``roi_align_backward`` run torchvision's kernels (``torch.ops.torchvision``)
   with mmcv's calling conventions (keyword names, in-place outputs, ``offset``, ``pool_mode``), which is what
-  RetinaNet, Faster/Mask R-CNN and mmseg's heads need on CPU;
+  RetinaNet, Faster/Mask R-CNN and mmseg's heads need;
+* ``sigmoid_focal_loss_forward`` / ``_backward`` are written in PyTorch after mmcv's kernel (mmdet's ``FocalLoss``
+  calls them for CUDA tensors; on the CPU it has its own PyTorch path);
 * every other op exists (so ``load_ext`` passes) but raises :class:`MissingMmcvOpError` when called.
 
 When compiled mmcv is installed, its ``mmcv._ext`` is used untouched.
@@ -87,10 +89,53 @@ def roi_align_backward(grad_output: Tensor, rois: Tensor, argmax_y: Tensor, argm
         batch, channels, height, width, int(sampling_ratio), bool(aligned)))
 
 
+def _focal_loss_parts(input: Tensor, target: Tensor, weight: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Sigmoid probabilities (float32 or wider), positive-class mask, per-row weights and mmcv's log floor."""
+    num_classes = input.size(1)
+    p = torch.sigmoid(input.float() if input.dtype in (torch.float16, torch.bfloat16) else input)
+    positive = (target[:, None] == torch.arange(num_classes, device=input.device)).to(p.dtype)
+    if weight.numel() == 0:
+        row_weight = p.new_ones(len(target), 1)
+    else:
+        if bool((target >= num_classes).any()):
+            raise ValueError(f'sigmoid_focal_loss: per-class weights are undefined for background rows (target == '
+                             f'{num_classes}); mmcv\'s kernel reads past the weight vector there. Weight the loss '
+                             'afterwards instead, as mmdet does.')
+        row_weight = weight.to(p.dtype)[target][:, None]
+    return p, positive, row_weight, p.new_tensor(torch.finfo(torch.float32).tiny)  # FLT_MIN, as mmcv's kernel
+
+
+def sigmoid_focal_loss_forward(input: Tensor, target: Tensor, weight: Tensor, output: Tensor, gamma: float,
+                               alpha: float) -> None:
+    """mmcv's ``ext_module.sigmoid_focal_loss_forward``: element-wise focal loss written into ``output``.
+
+    ``input`` is ``(N, C)`` logits, ``target`` ``(N,)`` class indices with ``C`` meaning background, ``weight``
+    empty or ``(C,)`` per-class weights. mmdet's ``FocalLoss`` calls this on CUDA tensors only (on the CPU it uses
+    its own PyTorch version), so this is what lets RetinaNet train on a GPU with mmcv-lite.
+    """
+    p, positive, row_weight, floor = _focal_loss_parts(input, target, weight)
+    term_p = (1 - p).pow(gamma) * torch.log(torch.maximum(p, floor))
+    term_n = p.pow(gamma) * torch.log(torch.maximum(1 - p, floor))
+    loss = -alpha * positive * term_p - (1 - alpha) * (1 - positive) * term_n
+    output.copy_(loss * row_weight)
+
+
+def sigmoid_focal_loss_backward(input: Tensor, target: Tensor, weight: Tensor, grad_input: Tensor, gamma: float,
+                                alpha: float) -> None:
+    """mmcv's ``ext_module.sigmoid_focal_loss_backward``: d(element-wise loss)/d(logit) written into ``grad_input``."""
+    p, positive, row_weight, floor = _focal_loss_parts(input, target, weight)
+    term_p = (1 - p).pow(gamma) * (1 - p - gamma * p * torch.log(torch.maximum(p, floor)))
+    term_n = p.pow(gamma) * (gamma * (1 - p) * torch.log(torch.maximum(1 - p, floor)) - p)
+    grad = -alpha * positive * term_p - (1 - alpha) * (1 - positive) * term_n
+    grad_input.copy_(grad * row_weight)
+
+
 PROVIDED_OPS: dict[str, Callable] = {
     'nms': nms,
     'roi_align_forward': roi_align_forward,
     'roi_align_backward': roi_align_backward,
+    'sigmoid_focal_loss_forward': sigmoid_focal_loss_forward,
+    'sigmoid_focal_loss_backward': sigmoid_focal_loss_backward,
 }
 
 
@@ -98,7 +143,7 @@ def _missing_op(name: str) -> Callable:
     def op(*args, **kwargs):
         raise MissingMmcvOpError(
             f"mmcv op '{name}' needs compiled mmcv (mmcv._ext), which mmcv-lite lacks; mmext's stand-in only "
-            f"provides {', '.join(sorted(PROVIDED_OPS))} (through torchvision). {INSTALL_HINT}")
+            f"provides {', '.join(sorted(PROVIDED_OPS))} (on torchvision and PyTorch). {INSTALL_HINT}")
 
     op.__name__ = op.__qualname__ = name
     return op

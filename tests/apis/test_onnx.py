@@ -40,7 +40,7 @@ def _sample_images(ade20k_samples: Path) -> list[np.ndarray]:
 def _assert_parity(results: list[dict], shapes: list[tuple[int, int]]) -> None:
     assert [r['shape'] for r in results] == shapes
     for r in results:
-        assert r['max_abs_diff'] < 1e-3, r
+        assert r['max_abs_diff'] < 1e-5 * r['max_abs_logit'] + 1e-4, r  # float32 rounding, not a bug
         assert r['argmax_agreement'] >= 0.999, r
 
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from mmcv.ops import DeformConv2d, RoIAlign, batched_nms, nms, roi_align
+from mmcv.ops import DeformConv2d, RoIAlign, batched_nms, nms, roi_align, sigmoid_focal_loss
 from mmcv.utils import ext_loader
+from mmdet.models.losses.focal_loss import py_sigmoid_focal_loss
 from mmengine.utils.dl_utils import mmcv_full_available
 
 from mmext.compat import PROVIDED_OPS, MissingMmcvOpError, install_mmcv_ext_stand_in, mmcv_ext_stand_in_installed
@@ -159,6 +160,34 @@ def test_roi_align_float32_features_with_float64_rois():
     out = RoIAlign(2, 1.0)(feats, rois)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, torchvision.ops.roi_align(feats, rois.float(), 2, 1.0, 0, True))
+
+
+@pytest.mark.parametrize('reduction', ['none', 'mean'])
+def test_sigmoid_focal_loss_matches_mmdet_pytorch_version(reduction):
+    # mmdet's FocalLoss sends CUDA tensors to mmcv's compiled op and CPU tensors to its own PyTorch version; the
+    # stand-in must agree with the latter, gradient included (mmcv's backward is analytic, mmdet's autograd).
+    g = torch.Generator().manual_seed(2)
+    logits = (torch.randn(40, 5, generator=g, dtype=torch.float64) * 3).requires_grad_()
+    labels = torch.randint(0, 6, (40,), generator=g)  # 5 = background
+    assert (labels == 5).any() and (labels < 5).any()
+    loss = sigmoid_focal_loss(logits, labels, 2.0, 0.25, None, reduction)
+    one_hot = torch.nn.functional.one_hot(labels, 6)[:, :5].to(logits.dtype)
+    expected = py_sigmoid_focal_loss(logits, one_hot, gamma=2.0, alpha=0.25, reduction='none')
+    if reduction == 'mean':
+        expected = expected.sum() / len(labels)  # mmcv's 'mean' divides by rows, not elements
+    torch.testing.assert_close(loss, expected)
+    upstream = torch.randn(loss.shape, generator=g, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((loss * upstream).sum(), logits)
+    (expected_grad,) = torch.autograd.grad((expected * upstream).sum(), logits)
+    torch.testing.assert_close(grad, expected_grad)
+
+    weight = torch.rand(5, generator=g, dtype=torch.float64)
+    foreground = labels < 5
+    weighted = sigmoid_focal_loss(logits[foreground], labels[foreground], 2.0, 0.25, weight, 'none')
+    torch.testing.assert_close(weighted, sigmoid_focal_loss(logits[foreground], labels[foreground], 2.0, 0.25, None,
+                                                            'none') * weight[labels[foreground], None])
+    with pytest.raises(ValueError, match='background rows'):
+        sigmoid_focal_loss(logits, labels, 2.0, 0.25, weight, 'none')
 
 
 def test_unsupported_ops_raise_clear_errors():

@@ -156,7 +156,8 @@ def test_cuda_module_fast_path_matches_reference(autocast, channels_last):
     grad = torch.randn_like(x)
 
     def run():
-        with torch.autocast('cuda', torch.bfloat16, enabled=autocast), torch.backends.cudnn.flags(allow_tf32=False):
+        with (torch.autocast('cuda', torch.bfloat16, enabled=autocast),
+              torch.backends.cudnn.flags(enabled=True, allow_tf32=False)):
             return _fwd_bwd(lambda x, *p: mixer(x), x, params, grad)
 
     fast = run()

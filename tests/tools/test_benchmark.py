@@ -16,8 +16,7 @@ def _check_result(r):
 def test_run_cases_side_by_side():
     cases = [bench.Case('convnext_t', 'paper', 'infer', 1, 32),
              bench.Case('inceptionnext_t', 'paper', 'infer', 1, 32, deploy=True),
-             bench.Case('timm_inception_next_t', 'paper', 'infer', 1, 32, channels_last=True),
-             bench.Case('inceptionnext_t_free_mixer', 'dense', 'train', 2, 32)]
+             bench.Case('inceptionnext_t_free_mixer', 'dense', 'train', 2, 32, channels_last=True)]
     logged = []
     results = bench.run_cases(cases, device='cpu', warmup=1, repeats=2, steps=1, log=logged.append)
     assert [r['label'] for r in results] == [c.label() for c in cases]
@@ -25,19 +24,19 @@ def test_run_cases_side_by_side():
         _check_result(r)
     assert results[0]['ratio_to_convnext_t'] == 1.0
     assert results[1]['ratio_to_convnext_t'] == pytest.approx(results[1]['img_per_s'] / results[0]['img_per_s'])
-    assert results[2]['ratio_to_convnext_t'] is None  # channels_last: no ConvNeXt-T with the same settings
+    assert results[2]['ratio_to_convnext_t'] is None  # no ConvNeXt-T with the same settings
     assert any('repeat 2/2' in m for m in logged)
     table = bench.format_table(results)
     assert table.count('\n') == len(cases) + 1 and '| 1.00x |' in table
 
 
 def test_upernet_segmentor_train_step(repo_root):
-    case = bench.Case('upernet_t', 'dense', 'train', 2, 64)
+    case = bench.Case('upernet_t', 'dense', 'train', 2, 32)
     model = bench.build_model(case, repo_root)
     assert type(model).__name__ == 'EncoderDecoder' and not model.backbone.out_norms['0'].__class__.__name__ \
         .startswith('Sync')
-    result, = bench.run_cases([case], device='cpu', warmup=1, repeats=2, steps=1, repo_root=repo_root)
-    _check_result(result)
+    result, = bench.run_cases([case], device='cpu', warmup=1, repeats=1, steps=1, repo_root=repo_root)
+    assert result['img_per_s'] > 0 and result['repeats'] == 1
 
 
 def test_cli_json_and_errors(tmp_path, repo_root, capsys):

@@ -57,7 +57,8 @@ def main(argv=None) -> int:
     ok = True
     for name, r in zip(args.check or ['random', 'random'], results):
         ok &= r['argmax_agreement'] >= MIN_AGREEMENT
-        print(f"{name} {r['shape'][1]}x{r['shape'][0]} (w x h): max |logit diff| {r['max_abs_diff']:.3g}, "
+        print(f"{name} {r['shape'][1]}x{r['shape'][0]} (w x h): max |logit diff| {r['max_abs_diff']:.3g} "
+              f"(max |logit| {r['max_abs_logit']:.3g}), "
               f"argmax agreement {100 * r['argmax_agreement']:.4f}%")
     return 0 if ok else 1
 

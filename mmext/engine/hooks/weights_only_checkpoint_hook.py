@@ -10,7 +10,7 @@ Runner's unmodified ``resume`` / ``load_checkpoint`` load every file with ``weig
 from __future__ import annotations
 
 import os.path as osp
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 
 from mmengine.hooks import Hook
 from mmengine.runner.checkpoint import CheckpointLoader
@@ -34,7 +34,8 @@ class WeightsOnlyCheckpointHook(Hook):
       (:func:`mmext.utils.checkpoint.to_weights_only`). Runs last (priority ``LOWEST``) so values other hooks add
       are covered; a value that cannot be stored safely raises ``TypeError`` naming where it is.
     - ``after_load_checkpoint``: the Runner calls it right after reading a checkpoint and before it restores the
-      message hub, optimizer and schedulers; the tagged values become the original objects again.
+      message hub, optimizer and schedulers; the tagged values become the original objects again. (Other hooks'
+      ``after_load_checkpoint`` run first; mmengine's, e.g. ``EMAHook``'s, only touch ``state_dict`` tensors.)
     - ``before_run``: if the checkpoint the Runner is about to resume or load was saved without this hook, stop
       with an error that says how to proceed (``trusted://`` for the user's own file, or
       :func:`~mmext.utils.checkpoint.upgrade_training_checkpoint`) instead of torch's advice to drop
@@ -88,7 +89,7 @@ def ensure_weights_only_hook(cfg: MutableMapping) -> MutableMapping:
 def _is_weights_only_hook(hook) -> bool:
     if isinstance(hook, WeightsOnlyCheckpointHook):
         return True
-    hook_type = hook.get('type') if isinstance(hook, MutableMapping) or hasattr(hook, 'get') else None
+    hook_type = hook.get('type') if isinstance(hook, Mapping) else None
     return hook_type is WeightsOnlyCheckpointHook or (
         isinstance(hook_type, str) and hook_type.rsplit('.', 1)[-1] == 'WeightsOnlyCheckpointHook')
 
