@@ -43,8 +43,8 @@ def parse_args() -> argparse.Namespace:
 def enable_amp(cfg: Config) -> None:
     """Switch ``cfg.optim_wrapper`` to mmengine's AmpOptimWrapper (fp16 autocast with dynamic loss scaling)."""
     if not torch.cuda.is_available():
-        raise RuntimeError('--amp needs a CUDA device: mmengine 0.10.7\'s AmpOptimWrapper refuses to build on CPU, '
-                           'and bf16 autocast on CPU is slower than fp32 on most CPUs. Train without --amp.')
+        raise RuntimeError('--amp needs a CUDA device: mmengine 0.10.7\'s AmpOptimWrapper (fp16 autocast with loss '
+                           'scaling) refuses to build on CPU. Train without --amp on CPU.')
     wrapper_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
     if wrapper_type == 'AmpOptimWrapper':
         print_log('AMP training is already enabled in the config.', logger='current', level=logging.WARNING)

@@ -117,8 +117,8 @@ def build_model(case: Case, repo_root: str | Path = '.') -> nn.Module:
         return timm.create_model(name, pretrained=False, **kw)
     if source == 'segmentor':
         return _build_segmentor(Path(repo_root) / name, case.deploy)
+    # PyTorch's default init: speed does not depend on the weights, and init_weights() logs every tensor
     backbone = InceptionNeXt(name, out_indices=(0, 1, 2, 3) if dense else (3,))
-    backbone.init_weights()
     if source == 'mmext-free':
         for block in backbone.modules():
             if hasattr(block, 'token_mixer'):
@@ -142,7 +142,6 @@ def _build_segmentor(config: Path, deploy: bool) -> nn.Module:
     cfg.model.pretrained = None
     init_default_scope('mmseg')
     model = revert_sync_batchnorm(SEG_MODELS.build(cfg.model))
-    model.init_weights()
     if deploy:
         model.backbone.eval().switch_to_deploy()
     return model

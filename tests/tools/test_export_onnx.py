@@ -32,7 +32,7 @@ def test_export_prints_parity_and_versions(export_tool, repo_root, ade20k_sample
     assert [o.name for o in model.graph.output] == ['logits']
 
 
-def test_export_refuses_deploy_shape_below_minimum(export_tool, repo_root, tmp_path):
+def test_export_refuses_shape_below_minimum(export_tool, repo_root, tmp_path):
     with pytest.raises(ValueError, match='64'):
         export_tool.main([str(repo_root / 'configs/fpn_inceptionnext_t_ade20k.py'), '--out',
                           str(tmp_path / 'x.onnx'), '--shape', '32', '32', '--cfg-options', 'model.backbone.arch=atto',
