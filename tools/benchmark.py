@@ -15,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+
 import mmext  # noqa: F401  (installs the mmcv-lite stand-in before mmseg is imported)
 from mmext.ops import benchmark as bench
 
@@ -43,6 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--steps', type=int, default=5, help='steps per timed repeat')
     parser.add_argument('--interleave', action=argparse.BooleanOptionalAction, default=None,
                         help='time the cases round robin (default: on for CPU, off for CUDA)')
+    parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (CPU); default: torch\'s')
     parser.add_argument('--budget-s', type=float, default=None, help='skip cases not started within this time')
     parser.add_argument('--mixer', action='store_true', help='also run the token-mixer micro-benchmark '
                         '(always on in the gpu preset)')
@@ -70,6 +73,8 @@ def cases_from_args(args: argparse.Namespace) -> tuple[list[bench.Case], dict]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         cases, kwargs = cases_from_args(args)
         env = bench.environment()

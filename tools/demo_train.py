@@ -51,7 +51,7 @@ def build_config(config: str | Path, work_dir: Path, data_root: Path, iters: int
     return cfg
 
 
-def draw_prediction(runner: Runner, index: int = 0) -> 'cv2.typing.MatLike':
+def draw_prediction(runner: Runner, index: int = 0) -> cv2.typing.MatLike:
     """Input, ground truth and the trained model's prediction for validation image ``index``, as one BGR image."""
     data = runner.val_dataloader.dataset[index]
     runner.model.eval()

@@ -441,7 +441,7 @@ def preset_cases(name: str) -> tuple[list[Case], dict]:
                  Case('inceptionnext_t', **base), Case('inceptionnext_t', deploy=True, **base),
                  Case('inceptionnext_t', channels_last=True, **base),
                  Case('inceptionnext_t', deploy=True, channels_last=True, **base)]
-        return cases, dict(device='cpu', warmup=2, repeats=7, steps=2, interleave=True)
+        return cases, dict(device='cpu', warmup=2, repeats=5, steps=1, interleave=True)
     raise ValueError(f"unknown preset {name!r}; choose 'gpu' or 'cpu-deploy'")
 
 

@@ -85,13 +85,13 @@ def _use_triton(x: torch.Tensor) -> bool:
 
 def _launch_config(x: torch.Tensor, gc: int) -> tuple[int, int]:
     """``(BLOCK_S, BLOCK_C)``: wide in channels for channels_last (contiguous C), wide in pixels otherwise."""
-    block_c = min(32, triton_next_pow2(gc))
+    block_c = min(32, _next_pow2(gc))
     if x.stride(1) == 1:
         return max(16, 1024 // block_c), block_c
     return 256, min(block_c, 4)
 
 
-def triton_next_pow2(n: int) -> int:
+def _next_pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 

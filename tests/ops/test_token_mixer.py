@@ -170,3 +170,18 @@ def test_cuda_module_fast_path_matches_reference(autocast, channels_last):
     mixer.fast_path = True
     compiled = torch.compile(mixer, fullgraph=True)
     torch.testing.assert_close(compiled(x.detach()), mixer(x.detach()))
+
+
+@pytest.mark.gpu
+def test_cuda_backbone_fast_path_matches_reference():
+    torch.manual_seed(6)
+    fast = InceptionNeXt('atto').cuda().train()
+    ref = InceptionNeXt('atto', fast_mixer=False).cuda().train()
+    ref.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 3, 64, 64, device='cuda')
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        outs = [model(x) for model in (fast, ref)]
+        grads = [torch.autograd.grad(sum(o.sum() for o in out), list(m.parameters()))
+                 for out, m in zip(outs, (fast, ref), strict=True)]
+    for a, b in zip(outs[0] + grads[0], outs[1] + grads[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())

@@ -10,6 +10,7 @@ another size) and prints the max abs logit difference and the argmax agreement; 
 """
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -55,7 +56,7 @@ def main(argv=None) -> int:
                   rng.integers(0, 256, (h * 3 // 4 + 7, w + 37, 3), dtype=np.uint8)]
     results = check_onnx_parity(model, out, images)
     ok = True
-    for name, r in zip(args.check or ['random', 'random'], results):
+    for name, r in zip([Path(p).name for p in args.check] if args.check else ['random', 'random'], results):
         ok &= r['argmax_agreement'] >= MIN_AGREEMENT
         print(f"{name} {r['shape'][1]}x{r['shape'][0]} (w x h): max |logit diff| {r['max_abs_diff']:.3g} "
               f"(max |logit| {r['max_abs_logit']:.3g}), "
