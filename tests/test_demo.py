@@ -64,7 +64,7 @@ def test_demo_trains_evaluates_and_draws(tmp_path, repo_root):
     demo = load_demo_tool(repo_root)
     work_dir = tmp_path / 'demo'
     summary = demo.main(['--work-dir', str(work_dir), '--iters', '10', '--num-train', '16', '--num-val', '2',
-                         '--seed', '3'])
+                         '--batch-size', '2', '--seed', '3'])
 
     assert 0. <= summary['mIoU'] <= 100. and 0. <= summary['aAcc'] <= 100. and 0. <= summary['mAcc'] <= 100.
     assert 0. < summary['chance']['uniform'] < 100. and summary['chance']['num_classes_present'] >= 2

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
+import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
@@ -30,13 +32,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--seed', type=int, default=0, help='seeds both the generated data and the training')
     parser.add_argument('--num-train', type=int, default=200, help='generated training scenes')
     parser.add_argument('--num-val', type=int, default=20, help='generated validation scenes')
+    parser.add_argument('--batch-size', type=int, default=None, help='training batch (default: the config\'s; >= 2)')
     parser.add_argument('--config', default=str(DEFAULT_CONFIG))
     return parser.parse_args(argv)
 
 
-def build_config(config: str | Path, work_dir: Path, data_root: Path, iters: int | None, seed: int) -> Config:
-    """The demo config pointed at ``data_root`` and ``work_dir``, with ``iters`` replacing its schedule length."""
+def build_config(config: str | Path, work_dir: Path, data_root: Path, iters: int | None = None, seed: int = 0,
+                 batch_size: int | None = None) -> Config:
+    """The demo config pointed at ``data_root`` and ``work_dir``; ``iters`` and ``batch_size`` override its own."""
     cfg = Config.fromfile(str(config))
+    if batch_size is not None:
+        if batch_size < 2:
+            raise ValueError(f'--batch-size must be at least 2 (BatchNorm in training), got {batch_size}')
+        cfg.train_dataloader.batch_size = batch_size
     cfg.work_dir = str(work_dir)
     cfg.randomness = dict(seed=seed)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -51,11 +59,12 @@ def build_config(config: str | Path, work_dir: Path, data_root: Path, iters: int
     return cfg
 
 
-def draw_prediction(runner: Runner, index: int = 0) -> cv2.typing.MatLike:
+def draw_prediction(runner: Runner, index: int = 0) -> np.ndarray:
     """Input, ground truth and the trained model's prediction for validation image ``index``, as one BGR image."""
     data = runner.val_dataloader.dataset[index]
     runner.model.eval()
-    result = runner.model.test_step(dict(inputs=[data['inputs']], data_samples=[data['data_samples']]))[0]
+    with torch.no_grad():
+        result = runner.model.test_step(dict(inputs=[data['inputs']], data_samples=[data['data_samples']]))[0]
     image = cv2.imread(result.img_path)
     gt = result.gt_sem_seg.data[0].numpy()
     pred = result.pred_sem_seg.data[0].numpy()
@@ -68,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     work_dir = Path(args.work_dir).resolve()
     data_root = generate_synthetic_ade20k(work_dir / 'data', args.num_train, args.num_val, seed=args.seed)
-    runner = Runner.from_cfg(build_config(args.config, work_dir, data_root, args.iters, args.seed))
+    runner = Runner.from_cfg(build_config(args.config, work_dir, data_root, args.iters, args.seed, args.batch_size))
     runner.train()  # validates once at the end of training (val_interval == max_iters)
     metrics = {key: float(runner.message_hub.get_scalar(f'val/{key}').current()) for key in ('mIoU', 'mAcc', 'aAcc')}
     picture = work_dir / 'demo.png'

@@ -212,8 +212,9 @@ def check_onnx_parity(model: BaseSegmentor, onnx_file: str | Path, images: Seque
         feed = np.ascontiguousarray(bgr.transpose(2, 0, 1)[None], dtype=np.float32)
         logits = session.run(['logits'], {'image': feed})[0]
         if logits.shape != reference.shape:
-            raise AssertionError(f'ONNX logits have shape {logits.shape}, PyTorch {reference.shape} '
+            raise RuntimeError(f'ONNX logits have shape {logits.shape}, PyTorch {reference.shape} '
                                  f'for image {image if not isinstance(image, np.ndarray) else bgr.shape}')
         results.append(dict(shape=bgr.shape[:2], max_abs_diff=float(np.abs(logits - reference).max()),
-                            max_abs_logit=float(np.abs(reference).max()), argmax_agreement=float((logits.argmax(1) == reference.argmax(1)).mean())))
+                            max_abs_logit=float(np.abs(reference).max()),
+                            argmax_agreement=float((logits.argmax(1) == reference.argmax(1)).mean())))
     return results

@@ -2,7 +2,9 @@
 
 All cases run in one process on one device, so their ratios are comparable; on a shared CPU the repeats are
 interleaved across cases (round robin) so that load changes hit every case alike. Each case reports images/s as
-the median over repeats with min and max, peak memory, and its ratio to ConvNeXt-T under the same settings.
+the median over repeats with min and max, the process CPU time per step (all threads; on a loaded machine with one
+thread it tracks the work done better than wall time), peak memory, and its ratio to ConvNeXt-T under the same
+settings.
 
 Protocols:
     ``paper``: classification models at ``img_size`` (paper: batch 128 at 224); mmext's backbone gets timm's
@@ -200,6 +202,7 @@ class _Runner:
         _validate(case)
         self.case, self.device = case, device
         self.times: list[float] = []
+        self.cpu_times: list[float] = []
         mem_before = _memory_reset(device)
         model = build_model(case, repo_root).to(device)
         x = torch.randn(case.batch_size, 3, case.img_size, case.img_size, device=device)
@@ -244,11 +247,12 @@ class _Runner:
 
     def time(self, steps: int) -> None:
         self._sync()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         for _ in range(steps):
             self.step()
         self._sync()
         self.times.append((time.perf_counter() - start) / steps)
+        self.cpu_times.append((time.process_time() - cpu_start) / steps)
 
     def _sync(self) -> None:
         if self.device.type == 'cuda':
@@ -260,6 +264,7 @@ class _Runner:
         return dict(dataclasses.asdict(self.case), label=self.case.label(),
                     img_per_s=statistics.median(per_s), img_per_s_min=per_s[0], img_per_s_max=per_s[-1],
                     img_per_s_iqr=(q1, q3), ms_per_step=1e3 * statistics.median(self.times), repeats=len(per_s),
+                    cpu_ms_per_step=1e3 * statistics.median(self.cpu_times),
                     peak_mem_mib=self.peak_mib)
 
 
@@ -324,14 +329,22 @@ def run_cases(cases: Sequence[Case], device: str = 'cpu', warmup: int = 3, repea
 
 
 def add_ratios(results: list[dict], baseline: str = BASELINE) -> None:
-    """Add ``ratio_to_<baseline>`` to every result whose settings group has a measured baseline."""
-    base = {}
+    """Add ``ratio_to_<baseline>`` (same settings) to every result, and to mmext's InceptionNeXt rows
+    ``ratio_to_timm_eager``: the speed-up over timm's model of the same size run eagerly in NCHW (same protocol,
+    mode, batch, resolution and dtype), which is what switches like deploy / channels_last / compile buy."""
+    base, timm_eager = {}, {}
     for r in results:
-        if r['model'] == baseline and 'img_per_s' in r and not r.get('deploy'):
+        if 'img_per_s' not in r:
+            continue
+        if r['model'] == baseline and not r.get('deploy'):
             base[_settings(r)] = r['img_per_s']
+        if r['model'].startswith('timm_inception_next_') and not (r['channels_last'] or r['compile']):
+            timm_eager[(r['model'].removeprefix('timm_'), *_settings(r)[:5])] = r['img_per_s']
     for r in results:
         ref = base.get(_settings(r))
         r[f'ratio_to_{baseline}'] = r['img_per_s'] / ref if ref and 'img_per_s' in r else None
+        ref = timm_eager.get((r['model'].replace('inceptionnext_', 'inception_next_'), *_settings(r)[:5]))
+        r['ratio_to_timm_eager'] = r['img_per_s'] / ref if ref and 'img_per_s' in r else None
 
 
 def _settings(r: dict) -> tuple:
@@ -467,18 +480,19 @@ def _cpu_name() -> str:
 
 def format_table(results: Sequence[dict], baseline: str = BASELINE) -> str:
     """A markdown table of ``run_cases`` results, one row per case."""
-    lines = ['| model | protocol | mode | bs@res | settings | img/s (median) | min-max | ms/step | '
-             f'x {baseline} | peak mem MiB |', '|---|---|---|---|---|---|---|---|---|---|']
+    lines = ['| model | protocol | mode | bs@res | settings | img/s (median) | min-max | ms/step | CPU ms/step | '
+             f'x {baseline} | x timm eager | peak mem MiB |', '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in results:
         flags = '+'.join([r['dtype']] + [f for f in ('channels_last', 'compile', 'deploy') if r.get(f)])
         head = f"| {r['model']} | {r['protocol']} | {r['mode']} | {r['batch_size']}@{r['img_size']} | {flags} |"
         if 'skipped' in r:
-            lines.append(f"{head} skipped ({r['skipped']}) | | | | |")
+            lines.append(f"{head} skipped ({r['skipped']}) | | | | | | |")
             continue
-        ratio = r.get(f'ratio_to_{baseline}')
+        ratios = [r.get(f'ratio_to_{baseline}'), r.get('ratio_to_timm_eager')]
+        ratios = ' | '.join(f'{x:.2f}x' if x else '' for x in ratios)
         mem = r.get('peak_mem_mib')
         lines.append(f"{head} {r['img_per_s']:.2f} | {r['img_per_s_min']:.2f}-{r['img_per_s_max']:.2f} | "
-                     f"{r['ms_per_step']:.1f} | {f'{ratio:.2f}x' if ratio else 'n/a'} | "
+                     f"{r['ms_per_step']:.1f} | {r['cpu_ms_per_step']:.1f} | {ratios} | "
                      f"{f'{mem:.0f}' if mem is not None else 'n/a'} |")
     return '\n'.join(lines)
 

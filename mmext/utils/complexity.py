@@ -5,6 +5,7 @@ without auxiliary heads); parameters count the whole segmentor, auxiliary head i
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -49,7 +50,7 @@ def segmentor_complexity(config: str | Path | Config, shape: tuple[int, int] | N
         ``None``; ``params`` counts every parameter, ``macs`` one forward of ``model._forward`` on a 1-image batch.
     """
     if isinstance(config, Config):
-        cfg, name = config, Path(config.filename or 'config').stem
+        cfg, name = copy.deepcopy(config), Path(config.filename or 'config').stem  # cfg_options leave it intact
     else:
         if not Path(config).is_file():
             raise FileNotFoundError(f'config file {config} does not exist')

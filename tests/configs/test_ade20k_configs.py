@@ -16,6 +16,7 @@ from mmengine.runner import Runner
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
+from mmext.evaluation import enable_tta
 from mmext.models.backbones.inceptionnext import InceptionNeXt
 from mmext.registry import DATASETS, HOOKS
 from mmext.utils.complexity import build_segmentor_for_analysis, segmentor_complexity
@@ -156,7 +157,7 @@ def test_get_flops_cli(capsys):
 
 
 def test_tta_pipeline_runs(ade20k_samples, tmp_path):
-    """What ``tools/test.py --tta`` does, on the real samples: 6 scales x 2 flips merged into one prediction.
+    """``tools/test.py --tta`` on the real samples: 6 scales x 2 flips merged into one prediction.
 
     All configs share this pipeline (``test_config_recipe``); the end-to-end run uses one image and a small model.
     """
@@ -168,9 +169,7 @@ def test_tta_pipeline_runs(ade20k_samples, tmp_path):
     cfg.model.auxiliary_head.in_channels = 32
     cfg.test_dataloader.update(num_workers=0, persistent_workers=False)
     cfg.test_dataloader.dataset.data_root = str(ade20k_samples)
-    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-    cfg.tta_model.module = cfg.model
-    cfg.model = cfg.tta_model
+    enable_tta(cfg)  # what tools/test.py --tta does
 
     init_default_scope('mmseg')
     views = DATASETS.build(cfg.test_dataloader.dataset)[0]

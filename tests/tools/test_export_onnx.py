@@ -1,6 +1,7 @@
 """tools/deploy/export_onnx.py: export the real Semantic FPN config (atto backbone, random weights), then the tool's
 own onnxruntime-vs-PyTorch check on a real ADE20K sample at its native size."""
 import importlib.util
+import re
 
 import onnx
 import onnxruntime
@@ -26,7 +27,9 @@ def test_export_prints_parity_and_versions(export_tool, repo_root, ade20k_sample
     printed = capsys.readouterr().out
     assert status == 0, printed
     assert f'onnx {onnx.__version__}' in printed and f'onnxruntime {onnxruntime.__version__}' in printed
-    assert 'ADE_val_00000002.jpg 500x364 (w x h)' in printed and 'argmax agreement 100.0000%' in printed
+    line = next(line for line in printed.splitlines() if line.startswith('ADE_val_00000002.jpg 500x364 (w x h)'))
+    diff, agreement = re.search(r'max \|logit diff\| (\S+) .*argmax agreement (\S+)%', line).groups()
+    assert float(diff) < 1e-3 and float(agreement) >= 99.9, line
     model = onnx.load(str(out))
     assert model.opset_import[0].version == 18
     assert [o.name for o in model.graph.output] == ['logits']
