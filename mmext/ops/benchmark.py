@@ -453,7 +453,8 @@ def preset_cases(name: str) -> tuple[list[Case], dict]:
         cases = [Case('timm_inception_next_t', **base), Case('convnext_t', **base),
                  Case('inceptionnext_t', **base), Case('inceptionnext_t', deploy=True, **base),
                  Case('inceptionnext_t', channels_last=True, **base),
-                 Case('inceptionnext_t', deploy=True, channels_last=True, **base)]
+                 Case('inceptionnext_t', deploy=True, channels_last=True, **base),
+                 Case('inceptionnext_t', deploy=True, channels_last=True, compile=True, **base)]
         return cases, dict(device='cpu', warmup=2, repeats=5, steps=1, interleave=True)
     raise ValueError(f"unknown preset {name!r}; choose 'gpu' or 'cpu-deploy'")
 
