@@ -1,7 +1,7 @@
-"""Parameters and MACs of a segmentor built from a config, next to the paper's numbers.
+"""Parameters and MACs of a segmentor or detector built from a config, next to the paper's numbers.
 
 MACs come from mmengine's complexity analysis (a traced forward of ``model._forward``, i.e. the inference path
-without auxiliary heads); parameters count the whole segmentor, auxiliary head included, as the paper's tables do.
+without auxiliary heads); parameters count the whole model, auxiliary head included, as the paper's tables do.
 """
 from __future__ import annotations
 
@@ -35,9 +35,28 @@ def build_segmentor_for_analysis(cfg: Config) -> torch.nn.Module:
     return model.eval()
 
 
+class _DetectorTensorForward(torch.nn.Module):
+    """``detector(inputs, data_samples, mode='tensor')`` as a one-tensor module, so it can be traced.
+
+    Two-stage detectors read image metadata in their tensor path (the RPN's proposals need ``img_shape``), so a
+    sample describing the unpadded, unscaled input goes along, as mmdet's own ``get_flops.py`` does.
+    """
+
+    def __init__(self, detector: torch.nn.Module, height: int, width: int) -> None:
+        super().__init__()
+        from mmdet.structures import DetDataSample
+        self.detector = detector
+        shape = (height, width)
+        self.samples = [DetDataSample(metainfo=dict(img_shape=shape, ori_shape=shape, pad_shape=shape,
+                                                    batch_input_shape=shape, scale_factor=(1., 1.)))]
+
+    def forward(self, inputs: torch.Tensor):
+        return self.detector(inputs, self.samples, mode='tensor')
+
+
 def segmentor_complexity(config: str | Path | Config, shape: tuple[int, int] | None = None,
                          cfg_options: dict | None = None) -> dict:
-    """Count parameters and MACs of the segmentor a config describes.
+    """Count parameters and MACs of the segmentor (or mmdet detector) a config describes.
 
     Args:
         config: A config file or a loaded :class:`~mmengine.config.Config`.
@@ -65,10 +84,11 @@ def segmentor_complexity(config: str | Path | Config, shape: tuple[int, int] | N
         raise ValueError(f'input shape {shape} is too small for a stride-32 backbone; give (width, height) >= 32')
 
     model = build_segmentor_for_analysis(cfg)
+    traced = _DetectorTensorForward(model, height, width) if cfg.get('default_scope') == 'mmdet' else model
     inputs = torch.zeros(1, 3, height, width)
     with torch.no_grad():
         # mmengine's FLOP counter counts one multiply-add as one "flop": its total is MACs.
-        analyzer = FlopAnalyzer(model, inputs=(inputs, ))
+        analyzer = FlopAnalyzer(traced, inputs=(inputs, ))
         # Element-wise ops, norms and resizes are not counted (fvcore's convention, which papers report).
         analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         macs = analyzer.total()

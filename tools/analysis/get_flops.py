@@ -1,4 +1,4 @@
-"""Parameters and MACs of segmentation configs, with the paper's numbers beside them.
+"""Parameters and MACs of segmentation (and mmdet detection) configs, with the paper's numbers beside them.
 
     python tools/analysis/get_flops.py configs/upernet_inceptionnext_t_ade20k.py [--shape 2048 512]
 
@@ -12,7 +12,7 @@ from mmext.utils.complexity import format_complexity_table, segmentor_complexity
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Count parameters and MACs of segmentors')
+    parser = argparse.ArgumentParser(description='Count parameters and MACs of segmentors and detectors')
     parser.add_argument('configs', nargs='+', help='config file(s)')
     parser.add_argument('--shape', type=int, nargs='+', metavar='SIZE',
                         help='input WIDTH HEIGHT (like Resize scale=(2048, 512)) or one SIZE for a square; '
