@@ -145,5 +145,5 @@ def test_complexity_tool_counts_detectors(stem, tmp_path):
     config = REPO_ROOT / 'configs' / f'{stem}.py'
     result = segmentor_complexity(config, shape=(256, 192), cfg_options={'model.backbone.init_cfg': None})
     assert result['params'] == DETECTOR_PARAMS[stem]
-    # the backbone alone at 256x192: 4.2 GMACs per 224x224 image for the classifier, ~3.9 without the head
-    assert 3e9 < result['macs'] < 40e9
+    # at least the backbone (~3.9 GMACs at 256x192); Mask R-CNN adds its RoI heads on 1000 proposals (~70 G)
+    assert 3e9 < result['macs'] < 1e11
