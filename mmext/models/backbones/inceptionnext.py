@@ -210,7 +210,7 @@ class InceptionNeXt(BaseModule):
         self.norm_eval = norm_eval
 
         self.stem = nn.Sequential(nn.Conv2d(in_channels, dims[0], kernel_size=4, stride=4), nn.BatchNorm2d(dims[0]))
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()  # also under a meta device
         self.stages = nn.Sequential()
         self.feature_info: list[dict] = []
         prev_dim, stride, block_idx = dims[0], 4, 0
