@@ -18,6 +18,7 @@ from mmengine.runner import Runner
 import mmext  # noqa: F401  (registers mmext's components and makes mmseg/mmdet importable on mmcv-lite)
 from mmext.engine.hooks import ensure_weights_only_hook
 from mmext.evaluation import enable_tta
+from mmext.utils.checkpoint import check_checkpoint_fits
 from mmext.utils.dist import setup_cpu_distributed
 
 
@@ -95,6 +96,7 @@ def main() -> None:
     setup_cpu_distributed(cfg)
 
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    check_checkpoint_fits(runner.model, args.checkpoint)  # the Runner itself loads load_from non-strictly
     runner.test()
 
 

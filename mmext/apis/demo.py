@@ -141,5 +141,5 @@ def reduce_zero_label_of(cfg) -> bool:
         if step.get('type') == 'LoadAnnotations':
             return bool(step.get('reduce_zero_label', False))
     dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
-    return dataset.get('type') == 'ADE20KDataset' or bool(dataset.get('reduce_zero_label', False))
+    return str(dataset.get('type', '')).endswith('ADE20KDataset') or bool(dataset.get('reduce_zero_label', False))
 

@@ -28,9 +28,8 @@ from mmseg.models import BaseSegmentor
 
 from mmext.utils.checkpoint import (
     CheckpointError,
-    describe_arch,
+    check_model_state_dict,
     from_weights_only,
-    infer_arch,
     load_backbone_checkpoint,
     read_checkpoint,
 )
@@ -156,35 +155,11 @@ def _load_weights(model: BaseSegmentor, checkpoint: str | Path) -> dict:
                   'backbone weights; the heads stay randomly initialised.', logger='current')
         load_backbone_checkpoint(model.backbone, filename)
         return {}
-    _check_segmentor_state_dict(model, state, filename)
+    check_model_state_dict(model, state, filename)
     model.load_state_dict(state, strict=True)
     print_log(f'Loaded {len(state)} tensors of {type(model).__name__} from {filename}', logger='current')
     meta = raw.get('meta') if isinstance(raw, Mapping) else None
     return from_weights_only(meta) if isinstance(meta, Mapping) else {}
-
-
-def _check_segmentor_state_dict(model: BaseSegmentor, state: Mapping[str, torch.Tensor], filename: str) -> None:
-    """Raise :class:`CheckpointError` naming the file and the keys that differ unless ``state`` fits exactly."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [f'{k} {tuple(state[k].shape)} in checkpoint vs {tuple(v.shape)} in model'
-                  for k, v in expected.items() if k in state and state[k].shape != v.shape]
-    if not (missing or unexpected or mismatched):
-        return
-    lines = []
-    backbone = {k.removeprefix('backbone.'): v for k, v in state.items() if k.startswith('backbone.')}
-    ckpt_arch, model_arch = infer_arch(backbone), getattr(model.backbone, 'arch', None)
-    if ckpt_arch and isinstance(model_arch, Mapping) and describe_arch(ckpt_arch) != describe_arch(model_arch):
-        lines.append(f'its backbone looks like {describe_arch(ckpt_arch)} but the config builds '
-                     f'{describe_arch(model_arch)}')
-    for what, keys in (('shape mismatches', mismatched), ('missing from checkpoint', missing),
-                       ('unexpected in checkpoint', unexpected)):
-        if keys:
-            shown = ', '.join(keys[:6]) + (f', ... (+{len(keys) - 6} more)' if len(keys) > 6 else '')
-            lines.append(f'{what} ({len(keys)}): {shown}')
-    raise CheckpointError(f'Checkpoint {filename} does not fit the model of this config:\n  ' + '\n  '.join(lines)
-                          + '\nUse the config the checkpoint was trained with.')
 
 
 def _default_dataset_meta(model: BaseSegmentor) -> dict:

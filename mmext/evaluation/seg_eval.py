@@ -9,6 +9,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmext.engine.hooks import ensure_weights_only_hook
+from mmext.utils.checkpoint import check_checkpoint_fits
 
 from .metrics import PerClassIoUMetric
 
@@ -54,6 +55,7 @@ def evaluate_segmentation(cfg: Config, checkpoint: str | None, tta: bool = False
     ensure_weights_only_hook(cfg)
 
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    check_checkpoint_fits(runner.model, checkpoint)  # the Runner itself loads load_from non-strictly
     runner.test()
     metric = runner.test_evaluator.metrics[0]
     summary = dict(mode='ms+flip' if tta else 'single-scale', num_images=len(runner.test_dataloader.dataset))

@@ -134,23 +134,33 @@ def _local_copy(filename: str) -> Iterator[str]:
 
 
 def _download(url: str) -> str:
-    """Download ``url`` once into torch's hub cache (rank 0 first when distributed) and return the local path."""
-    from mmengine.dist import get_dist_info
+    """Download ``url`` once per node into torch's hub cache and return the local path.
+
+    When distributed, local rank 0 of every node downloads while the other ranks wait at a barrier; a failed
+    download is raised on every rank after the barrier, so no rank is left waiting.
+    """
+    from mmengine.dist import get_dist_info, get_local_rank
 
     name = osp.basename(urlparse(url).path) or 'checkpoint'
     # One folder per URL: timm/Hugging Face files are all called model.safetensors or pytorch_model.bin.
     folder = osp.join(torch.hub.get_dir(), 'checkpoints', 'mmext', hashlib.sha256(url.encode()).hexdigest()[:16])
     path = osp.join(folder, name)
-    rank, world_size = get_dist_info()
-    if rank == 0 and not osp.isfile(path):
+    _, world_size = get_dist_info()
+    error = None
+    if get_local_rank() == 0 and not osp.isfile(path):
         os.makedirs(folder, exist_ok=True)
         print_log(f'Downloading {url} to {path}', logger='current')
         try:
             torch.hub.download_url_to_file(url, path, progress=os.isatty(2))
         except Exception as e:
-            raise CheckpointError(f'could not download checkpoint {url}: {type(e).__name__}: {e}') from e
+            error = CheckpointError(f'could not download checkpoint {url}: {type(e).__name__}: {e}')
     if world_size > 1:
         torch.distributed.barrier()
+    if error is not None:
+        raise error
+    if not osp.isfile(path):
+        raise CheckpointError(f'could not download checkpoint {url}: the download on this node failed '
+                              f'({path} is missing; see local rank 0\'s log)')
     return path
 
 
@@ -765,3 +775,51 @@ def _group_counts(keys) -> str:
     counts = Counter(k.split('.', 1)[0] for k in keys)
     return ', '.join(f'{group}.*: {n}' for group, n in counts.most_common(8)) + (
         f', ... ({len(counts) - 8} more groups)' if len(counts) > 8 else '')
+
+
+def check_model_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], filename: str = '<checkpoint>') -> None:
+    """Raise :class:`CheckpointError` naming the file and the keys that differ unless ``state`` fits ``model``
+    exactly (same keys, same shapes); says which arch the checkpoint's backbone looks like when that differs."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f'{k} {tuple(state[k].shape)} in checkpoint vs {tuple(v.shape)} in model'
+                  for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if not (missing or unexpected or mismatched):
+        return
+    lines = []
+    backbone = {k.removeprefix('backbone.'): v for k, v in state.items() if k.startswith('backbone.')}
+    ckpt_arch = infer_arch(backbone)
+    model_arch = getattr(getattr(model, 'backbone', None), 'arch', None)
+    if ckpt_arch and isinstance(model_arch, Mapping) and describe_arch(ckpt_arch) != describe_arch(model_arch):
+        lines.append(f'its backbone looks like {describe_arch(ckpt_arch)} but the config builds '
+                     f'{describe_arch(model_arch)}')
+    for what, keys in (('shape mismatches', mismatched), ('missing from checkpoint', missing),
+                       ('unexpected in checkpoint', unexpected)):
+        if keys:
+            shown = ', '.join(keys[:6]) + (f', ... (+{len(keys) - 6} more)' if len(keys) > 6 else '')
+            lines.append(f'{what} ({len(keys)}): {shown}')
+    raise CheckpointError(f'Checkpoint {filename} does not fit the model of this config:\n  ' + '\n  '.join(lines)
+                          + '\nUse the config the checkpoint was trained with.')
+
+
+def check_checkpoint_fits(model: nn.Module, filename: str | os.PathLike) -> None:
+    """Check, before a test run, that a whole-model checkpoint fits ``model`` exactly.
+
+    mmengine's Runner loads ``load_from`` with ``strict=False`` and only logs what did not fit, so a checkpoint of
+    another arch or config would still be evaluated, partly random. Model wrappers (DDP, test-time augmentation)
+    are looked through. Reads the file the safe way (:func:`read_checkpoint`).
+    """
+    while hasattr(model, 'module') and isinstance(model.module, nn.Module):
+        model = model.module
+    raw = read_checkpoint(filename)
+    state = raw
+    if isinstance(raw, Mapping):
+        for wrapper in ('state_dict', 'model'):
+            if isinstance(raw.get(wrapper), Mapping):
+                state = raw[wrapper]
+                break
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f'{filename} holds a {type(state).__name__}, not a state dict')
+    state = {k.removeprefix('module.'): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    check_model_state_dict(model, state, str(filename))

@@ -291,3 +291,39 @@ def test_weights_only_decoding_after_loading_onto_the_gpu(tmp_path):
     torch.save(to_weights_only({'loss': HistoryBuffer([0.5, 0.25], [1, 1]), 'eta': np.float64(2.0)}), path)
     decoded = from_weights_only(torch.load(path, map_location='cuda', weights_only=True))
     assert decoded['loss'].data[0].tolist() == [0.5, 0.25] and type(decoded['eta']) is np.float64
+
+
+def test_download_copies_once_and_names_a_failed_url(tmp_path, monkeypatch):
+    """The URL path of the loader, exercised offline through a file:// URL."""
+    from mmext.utils import checkpoint as ckpt
+
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+    src = tmp_path / 'inceptionnext_atto.pth'
+    torch.save({'stem.0.weight': torch.ones(2)}, src)
+    path = ckpt._download(src.as_uri())
+    assert torch.load(path)['stem.0.weight'].sum().item() == 2
+    src.unlink()
+    assert ckpt._download(src.as_uri()) == path  # cached: no second download
+    with pytest.raises(ckpt.CheckpointError, match='could not download checkpoint file://.*missing.pth'):
+        ckpt._download((tmp_path / 'missing.pth').as_uri())
+
+
+def test_check_checkpoint_fits_looks_through_wrappers_and_names_keys(tmp_path):
+    from mmext.models import InceptionNeXt
+    from mmext.utils.checkpoint import CheckpointError, check_checkpoint_fits
+
+    arch = dict(depths=(1, 1, 1, 1), dims=(16, 32, 64, 128), mlp_ratios=(2, 2, 2, 2))
+    model = InceptionNeXt(arch)
+
+    class Wrapper(torch.nn.Module):  # stands for DDP / SegTTAModel, which hold the model as .module
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    good = tmp_path / 'good.pth'
+    torch.save({'state_dict': {f'module.{k}': v for k, v in model.state_dict().items()}, 'meta': {}}, good)
+    check_checkpoint_fits(Wrapper(model), good)
+    bad = tmp_path / 'bad.pth'
+    torch.save({'state_dict': InceptionNeXt(dict(arch, dims=(8, 16, 32, 64))).state_dict()}, bad)
+    with pytest.raises(CheckpointError, match=r'bad.pth does not fit(.|\n)*shape mismatches'):
+        check_checkpoint_fits(Wrapper(model), bad)

@@ -3,6 +3,9 @@ _base_ = 'mmdet::_base_/models/retinanet_r50_fpn.py'
 custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
 # Lets --resume / load_from read the checkpoints this training writes under torch's weights_only loading.
 custom_hooks = [dict(type='WeightsOnlyCheckpointHook')]
+# Distributed runs turn every BatchNorm of the backbone (stem, downsamples, blocks) into SyncBN: 2 images per GPU
+# are too few for per-GPU statistics, and mmseg's R50 bases sync theirs too (our choice; the paper is silent).
+sync_bn = 'torch'
 
 checkpoint_file = 'https://github.com/sail-sg/inceptionnext/releases/download/model/inceptionnext_tiny.pth'
 model = dict(

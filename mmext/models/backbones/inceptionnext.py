@@ -288,6 +288,10 @@ class InceptionNeXt(BaseModule):
         if self._is_init:
             return
         cfg = self.init_cfg
+        if isinstance(cfg, list) and any(c.get('type') == 'Pretrained' for c in cfg):
+            # mmengine would load it non-strictly (a checkpoint that fits nothing would train from scratch)
+            raise ValueError('InceptionNeXt takes Pretrained weights as the whole init_cfg, '
+                             f"init_cfg=dict(type='Pretrained', checkpoint=...), not inside a list: {cfg}")
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
             from mmext.utils.checkpoint import load_backbone_checkpoint
             load_backbone_checkpoint(self, cfg['checkpoint'], prefix=cfg.get('prefix'),

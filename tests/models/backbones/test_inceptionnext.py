@@ -211,3 +211,10 @@ def test_custom_imports_registers_in_fresh_process(tmp_path):
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == 'InceptionNeXt'
+
+
+def test_pretrained_inside_a_list_is_refused():
+    model = InceptionNeXt(TINY_ARCH, init_cfg=[dict(type='Constant', layer='Conv2d', val=0.),
+                                                dict(type='Pretrained', checkpoint='x.pth')])
+    with pytest.raises(ValueError, match='not inside a list'):
+        model.init_weights()
