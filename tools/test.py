@@ -68,9 +68,10 @@ def add_output(cfg: Config, out: str) -> None:
         evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
         cfg.test_evaluator = [*evaluators, dict(type='DumpResults', out_file_path=out)]
         return
-    if isinstance(cfg.test_evaluator, list):
-        raise ValueError('--out DIR needs a single test metric with output_dir (mmseg\'s IoUMetric); '
-                         'pass a .pkl file instead')
+    metric_type = '' if isinstance(cfg.test_evaluator, list) else str(cfg.test_evaluator.get('type', ''))
+    if not metric_type.endswith('IoUMetric'):
+        raise ValueError('--out DIR needs a single mmseg IoUMetric (it writes the PNGs), the config has '
+                         f'{cfg.test_evaluator}; pass a .pkl file instead')
     cfg.test_evaluator['output_dir'] = out
     cfg.test_evaluator['keep_results'] = True
 

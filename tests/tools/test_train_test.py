@@ -150,3 +150,18 @@ def test_amp_on_cpu_is_a_clear_error(repo_root, ade20k_samples, tmp_path):
                       '--work-dir', str(tmp_path / 'work'), cwd=tmp_path)
     assert result.returncode != 0
     assert '--amp needs a CUDA device' in result.stderr
+
+
+def test_out_dir_needs_an_iou_metric(repo_root):
+    """``--out DIR`` writes PNGs through mmseg's IoUMetric; other metrics (mmdet's CocoMetric) get a clear error."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location('mmext_tools_test', repo_root / 'tools' / 'test.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    cfg = Config(dict(test_evaluator=dict(type='CocoMetric', ann_file='val.json')))
+    with pytest.raises(ValueError, match='needs a single mmseg IoUMetric(.|\n)*CocoMetric'):
+        tool.add_output(cfg, 'preds')
+    cfg = Config(dict(test_evaluator=dict(type='IoUMetric', iou_metrics=['mIoU'])))
+    tool.add_output(cfg, 'preds')
+    assert cfg.test_evaluator.output_dir == 'preds' and cfg.test_evaluator.keep_results
