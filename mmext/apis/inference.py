@@ -27,11 +27,11 @@ from mmseg.apis import inference_model, init_model
 from mmseg.models import BaseSegmentor
 
 from mmext.utils.checkpoint import (
-    CheckpointError,
     check_model_state_dict,
     from_weights_only,
     load_backbone_checkpoint,
     read_checkpoint,
+    unwrap_state_dict,
 )
 
 ImageInput = str | Path | np.ndarray
@@ -146,10 +146,7 @@ def _load_weights(model: BaseSegmentor, checkpoint: str | Path) -> dict:
     """Load a segmentor or a backbone-only checkpoint into ``model``; return its decoded ``meta`` (or ``{}``)."""
     filename = str(checkpoint)
     raw = read_checkpoint(filename)  # weights_only / safetensors; names the file on any failure
-    state = raw.get('state_dict', raw.get('model', raw)) if isinstance(raw, Mapping) else raw
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f'{filename} holds a {type(state).__name__}, not a state dict')
-    state = {k.removeprefix('module.'): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    state, _ = unwrap_state_dict(raw, filename)
     if not any(k.startswith(_SEGMENTOR_PREFIXES) for k in state):
         print_log(f'{filename} holds no decode_head.* / neck.* / auxiliary_head.* tensors: loading it as '
                   'backbone weights; the heads stay randomly initialised.', logger='current')

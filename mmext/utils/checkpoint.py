@@ -349,14 +349,11 @@ class BackboneStateDict:
 _ANCHOR = re.compile(r'^(.*?)(?:stem\.0\.weight$|stages\.\d+\.(?:blocks|downsample)\.)')
 
 
-def extract_backbone_state_dict(checkpoint: Any, prefix: str | None = None,
-                                source: str = '<checkpoint>') -> BackboneStateDict:
-    """Find the InceptionNeXt backbone's tensors in a loaded checkpoint.
+def unwrap_state_dict(checkpoint: Any, source: str = '<checkpoint>') -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors of a loaded checkpoint under the model's own names, and a description of the wrapping found.
 
-    Unwraps ``{'state_dict': ...}`` (mmengine) and ``{'model': ...}``, strips DDP's ``module.``, selects the keys
-    under ``prefix`` (auto-detected when ``None``: the one prefix in front of ``stem.0.weight`` /
-    ``stages.N.blocks``, e.g. ``'backbone.'`` in a segmentor checkpoint whose ``decode_head.*`` keys are then set
-    aside), and drops the classification ``head.*``. ``prefix=''`` means the keys are already the backbone's.
+    Unwraps ``{'state_dict': ...}`` (mmengine) and ``{'model': ...}`` and strips DDP's ``module.`` prefix;
+    non-tensor entries are left out. Raises :class:`CheckpointError` naming ``source`` when there are no tensors.
     """
     if not isinstance(checkpoint, Mapping):
         raise CheckpointError(f'{source} holds a {type(checkpoint).__name__}, not a state dict or a dict wrapping '
@@ -372,7 +369,19 @@ def extract_backbone_state_dict(checkpoint: Any, prefix: str | None = None,
     if any(k.startswith('module.') for k in tensors):
         tensors = {k.removeprefix('module.'): v for k, v in tensors.items()}
         source_format += ', DDP module. prefix stripped'
+    return tensors, source_format
 
+
+def extract_backbone_state_dict(checkpoint: Any, prefix: str | None = None,
+                                source: str = '<checkpoint>') -> BackboneStateDict:
+    """Find the InceptionNeXt backbone's tensors in a loaded checkpoint.
+
+    Unwraps ``{'state_dict': ...}`` (mmengine) and ``{'model': ...}``, strips DDP's ``module.``, selects the keys
+    under ``prefix`` (auto-detected when ``None``: the one prefix in front of ``stem.0.weight`` /
+    ``stages.N.blocks``, e.g. ``'backbone.'`` in a segmentor checkpoint whose ``decode_head.*`` keys are then set
+    aside), and drops the classification ``head.*``. ``prefix=''`` means the keys are already the backbone's.
+    """
+    tensors, source_format = unwrap_state_dict(checkpoint, source)
     if prefix is None:
         prefix = _detect_prefix(tensors, source)
     elif prefix and not prefix.endswith('.'):
@@ -812,14 +821,5 @@ def check_checkpoint_fits(model: nn.Module, filename: str | os.PathLike) -> None
     """
     while hasattr(model, 'module') and isinstance(model.module, nn.Module):
         model = model.module
-    raw = read_checkpoint(filename)
-    state = raw
-    if isinstance(raw, Mapping):
-        for wrapper in ('state_dict', 'model'):
-            if isinstance(raw.get(wrapper), Mapping):
-                state = raw[wrapper]
-                break
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f'{filename} holds a {type(state).__name__}, not a state dict')
-    state = {k.removeprefix('module.'): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    state, _ = unwrap_state_dict(read_checkpoint(filename), str(filename))
     check_model_state_dict(model, state, str(filename))

@@ -434,17 +434,12 @@ def convert_checkpoint_to_deploy(src: str | os.PathLike, dst: str | os.PathLike,
     and other non-tensor state are dropped). ``dst`` is ``{'state_dict': ..., 'meta': {...}}``, which a model
     with ``backbone=dict(type='InceptionNeXt', deploy=True, ...)`` loads. Returns ``meta``.
     """
-    from mmext.utils.checkpoint import extract_backbone_state_dict, read_checkpoint
+    from mmext.utils.checkpoint import extract_backbone_state_dict, read_checkpoint, unwrap_state_dict
 
     checkpoint = read_checkpoint(src)
     backbone = extract_backbone_state_dict(checkpoint, source=str(src))
     folded = deploy_state_dict(backbone.state_dict, arch)
-    inner = checkpoint
-    for wrapper in ('state_dict', 'model'):
-        if isinstance(checkpoint.get(wrapper), Mapping):
-            inner = checkpoint[wrapper]
-            break
-    tensors = {k.removeprefix('module.'): v for k, v in inner.items() if isinstance(v, torch.Tensor)}
+    tensors, _ = unwrap_state_dict(checkpoint, str(src))
     state_dict = {k: tensors[k] for k in backbone.ignored_keys}
     state_dict.update({backbone.prefix + k: v for k, v in folded.items()})
     meta = dict(deploy=True, source=str(src), backbone_prefix=backbone.prefix,
