@@ -379,7 +379,7 @@ def mixer_benchmark(device: str = 'cuda', shape: tuple[int, int, int, int] = (12
         floor_ms = 5 * x.numel() * x.element_size() / bandwidth * 1e3
         for fast in (False, True):
             mixer = InceptionDWConv2d(c).to(dev)
-            mixer.fast_path = fast
+            mixer.fast_mixer = fast
             if fast and not (dev.type == 'cuda' and _has_triton()):
                 continue
             autocast = dict(device_type=dev.type, dtype=dtype, enabled=dtype != torch.float32)

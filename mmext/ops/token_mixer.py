@@ -19,12 +19,25 @@ import torch.nn.functional as F
 
 HAS_TRITON = importlib.util.find_spec('triton') is not None
 
-__all__ = ['HAS_TRITON', 'fast_mixer_enabled_by_env', 'inception_dwconv', 'inception_dwconv_reference']
+__all__ = ['HAS_TRITON', 'fast_mixer_enabled', 'inception_dwconv', 'inception_dwconv_reference', 'set_fast_mixer']
+
+# The process-wide default, read once at import (timm's ``TIMM_FUSED_ATTN`` pattern): ``MMEXT_FAST_MIXER=0``
+# (or false/off/no) turns the fused op off. :func:`set_fast_mixer` changes it later; an explicit
+# ``fast_mixer=`` on a module wins over both.
+_FAST_MIXER = os.environ.get('MMEXT_FAST_MIXER', '1').strip().lower() not in ('0', 'false', 'off', 'no')
 
 
-def fast_mixer_enabled_by_env() -> bool:
-    """False when the environment variable ``MMEXT_FAST_MIXER`` is ``0`` (or ``false``/``off``/``no``)."""
-    return os.environ.get('MMEXT_FAST_MIXER', '1').strip().lower() not in ('0', 'false', 'off', 'no')
+def fast_mixer_enabled() -> bool:
+    """Whether Inception mixers built without an explicit ``fast_mixer=`` use the fused op on CUDA."""
+    return _FAST_MIXER
+
+
+def set_fast_mixer(enable: bool = True) -> None:
+    """Set the process-wide default of :func:`fast_mixer_enabled` (overrides ``MMEXT_FAST_MIXER``)."""
+    global _FAST_MIXER
+    if not isinstance(enable, bool):
+        raise TypeError(f'set_fast_mixer expects a bool, got {enable!r}')
+    _FAST_MIXER = enable
 
 
 def _split_sizes(x: torch.Tensor, w_hw: torch.Tensor) -> tuple[int, int]:

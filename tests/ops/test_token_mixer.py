@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mmext.models.backbones.inceptionnext import InceptionDWConv2d, InceptionNeXt
-from mmext.ops import inception_dwconv, inception_dwconv_reference
+from mmext.ops import fast_mixer_enabled, inception_dwconv, inception_dwconv_reference, set_fast_mixer
 from mmext.ops import token_mixer as op_module
 
 # (channels, branch ratio, band kernel, height, width): odd sizes, bands wider than the map, both released ratios
@@ -131,15 +131,25 @@ def test_op_rejects_too_few_channels():
         inception_dwconv_reference(x, *_params(16, 3 / 16, 11))
 
 
-def test_fast_path_switches(monkeypatch):
-    assert InceptionDWConv2d(16).fast_path
-    monkeypatch.setenv('MMEXT_FAST_MIXER', '0')
-    assert not InceptionDWConv2d(16).fast_path
-    monkeypatch.delenv('MMEXT_FAST_MIXER')
+def test_fast_mixer_switch_precedence():
+    """Explicit ``fast_mixer=`` wins over the process default, which :func:`set_fast_mixer` changes."""
+    from mmext.ops import token_mixer
+    mixer, forced_off = InceptionDWConv2d(16), InceptionDWConv2d(16, fast_mixer=False)
+    default = token_mixer._FAST_MIXER
+    try:
+        set_fast_mixer(False)
+        assert not fast_mixer_enabled() and mixer.fast_mixer is None
+        set_fast_mixer(True)
+        assert fast_mixer_enabled() and forced_off.fast_mixer is False
+        with pytest.raises(TypeError, match='bool'):
+            set_fast_mixer('0')
+    finally:
+        set_fast_mixer(default)
     arch = dict(depths=(1, 1), dims=(16, 32), mlp_ratios=(2, 2))
-    model = InceptionNeXt(arch, out_indices=(0, 1), fast_mixer=False)
-    mixers = [m for m in model.modules() if isinstance(m, InceptionDWConv2d)]
-    assert len(mixers) == 2 and not any(m.fast_path for m in mixers)
+    for explicit in (False, True):
+        model = InceptionNeXt(arch, out_indices=(0, 1), fast_mixer=explicit)
+        mixers = [m for m in model.modules() if isinstance(m, InceptionDWConv2d)]
+        assert len(mixers) == 2 and all(m.fast_mixer is explicit for m in mixers)
 
 
 @pytest.mark.gpu
@@ -162,12 +172,12 @@ def test_cuda_module_fast_path_matches_reference(autocast, channels_last):
 
     fast = run()
     assert fast[0].dtype == (torch.bfloat16 if autocast else torch.float32)
-    mixer.fast_path = False
+    mixer.fast_mixer = False
     ref = run()
     tol = 2e-2 if autocast else 1e-5
     for a, b in zip(fast, ref, strict=True):
         torch.testing.assert_close(a.float(), b.float(), rtol=tol, atol=tol * b.abs().max().item())
-    mixer.fast_path = True
+    mixer.fast_mixer = True
     compiled = torch.compile(mixer, fullgraph=True)
     torch.testing.assert_close(compiled(x.detach()), mixer(x.detach()))
 

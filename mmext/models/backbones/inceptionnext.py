@@ -18,7 +18,7 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmext.ops import HAS_TRITON, fast_mixer_enabled_by_env, inception_dwconv
+from mmext.ops import HAS_TRITON, fast_mixer_enabled, inception_dwconv
 from mmext.registry import MODELS
 
 
@@ -31,12 +31,13 @@ class InceptionDWConv2d(nn.Module):
 
     On CUDA tensors (with Triton installed) the forward runs the fused op :func:`mmext.ops.inception_dwconv`,
     which reads the input once and writes the output once instead of split + three convs + cat; the parameters
-    are the same. Set :attr:`fast_path` to ``False`` (or ``MMEXT_FAST_MIXER=0`` before building) to force the
-    reference formulation, which CPU tensors always use.
+    are the same. ``fast_mixer`` chooses: ``None`` (default) follows :func:`mmext.ops.fast_mixer_enabled`
+    (``MMEXT_FAST_MIXER``, :func:`mmext.ops.set_fast_mixer`) at each forward, ``True``/``False`` wins over both.
+    CPU tensors always take the reference formulation.
     """
 
     def __init__(self, in_channels: int, square_kernel_size: int = 3, band_kernel_size: int = 11,
-                 branch_ratio: float = 0.125) -> None:
+                 branch_ratio: float = 0.125, fast_mixer: bool | None = None) -> None:
         super().__init__()
         gc = int(in_channels * branch_ratio)
         if gc < 1 or 3 * gc > in_channels:
@@ -46,10 +47,11 @@ class InceptionDWConv2d(nn.Module):
         self.dwconv_w = nn.Conv2d(gc, gc, (1, band_kernel_size), padding=(0, band_kernel_size // 2), groups=gc)
         self.dwconv_h = nn.Conv2d(gc, gc, (band_kernel_size, 1), padding=(band_kernel_size // 2, 0), groups=gc)
         self.split_indexes = (in_channels - 3 * gc, gc, gc, gc)
-        self.fast_path = fast_mixer_enabled_by_env()
+        self.fast_mixer = fast_mixer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fast_path and HAS_TRITON and x.is_cuda:
+        fast = fast_mixer_enabled() if self.fast_mixer is None else self.fast_mixer
+        if fast and HAS_TRITON and x.is_cuda:
             if torch.is_autocast_enabled('cuda'):
                 # the op is outside autocast's lists; run it in the autocast dtype like the convs it replaces
                 x = x.to(torch.get_autocast_dtype('cuda'))
@@ -169,8 +171,9 @@ class InceptionNeXt(BaseModule):
         drop_path_rate: Stochastic depth rate, increasing linearly over all blocks from 0.
         layer_scale_init_value: Initial value of the per-channel ``gamma``.
         with_cp: Use gradient checkpointing on each block to save memory.
-        fast_mixer: Let the token mixers use the fused op on CUDA (see :class:`InceptionDWConv2d`);
-            ``MMEXT_FAST_MIXER=0`` in the environment switches it off too.
+        fast_mixer: Whether the token mixers use the fused op on CUDA (see :class:`InceptionDWConv2d`). ``None``
+            follows the process-wide default (``MMEXT_FAST_MIXER``, :func:`mmext.ops.set_fast_mixer`); an
+            explicit ``True``/``False`` wins over it.
         deploy: Build the inference form with every BatchNorm of the stem, downsamples and blocks folded into a
             neighbouring conv (see :meth:`switch_to_deploy`), e.g. to load a checkpoint written by
             ``tools/model_converters/inceptionnext_deploy.py``.
@@ -196,7 +199,7 @@ class InceptionNeXt(BaseModule):
                  drop_path_rate: float = 0.,
                  layer_scale_init_value: float = 1e-6,
                  with_cp: bool = False,
-                 fast_mixer: bool = True,
+                 fast_mixer: bool | None = None,
                  deploy: bool = False,
                  init_cfg: dict | list[dict] | None = dict(type='TruncNormal', layer='Conv2d', std=.02, bias=0.)):
         super().__init__(init_cfg=init_cfg)
@@ -227,10 +230,10 @@ class InceptionNeXt(BaseModule):
         if out_norm_cfg is not None:
             for i in self.out_indices:
                 self.out_norms[str(i)] = build_norm_layer(out_norm_cfg, dims[i])[1]
-        if not fast_mixer:
+        if fast_mixer is not None:
             for m in self.modules():
                 if isinstance(m, InceptionDWConv2d):
-                    m.fast_path = False
+                    m.fast_mixer = fast_mixer
         self.deploy = False
         if deploy:
             self.switch_to_deploy()
