@@ -10,7 +10,12 @@ import torch
 from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS
 
-from mmext.utils.synthetic_ade20k import SYNTHETIC_CLASSES, chance_miou, class_pixel_counts, generate_synthetic_ade20k
+from mmext.datasets.synthetic_ade20k import (
+    SYNTHETIC_CLASSES,
+    chance_miou,
+    class_pixel_counts,
+    generate_synthetic_ade20k,
+)
 
 PIPELINE = [
     dict(type='LoadImageFromFile'),

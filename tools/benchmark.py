@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 import mmext  # noqa: F401  (installs the mmcv-lite stand-in before mmseg is imported)
-from mmext.ops import benchmark as bench
+from mmext.analysis import benchmark as bench
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

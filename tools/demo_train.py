@@ -1,6 +1,6 @@
 """`make demo`: train a small UperNet-InceptionNeXt on CPU on generated ADE20K-layout scenes, evaluate, draw.
 
-Steps: write the synthetic dataset (:mod:`mmext.utils.synthetic_ade20k`) under ``<work-dir>/data``, train
+Steps: write the synthetic dataset (:mod:`mmext.datasets.synthetic_ade20k`) under ``<work-dir>/data``, train
 ``configs/demo/upernet_inceptionnext_atto_synthetic.py`` with mmengine's Runner, evaluate on the validation split
 with mmseg's IoUMetric, and save input / ground truth / prediction of one validation image as
 ``<work-dir>/demo.png``. Prints mIoU, mAcc, aAcc against the chance level of the classes present.
@@ -19,7 +19,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from mmext.utils.synthetic_ade20k import chance_miou, class_pixel_counts, generate_synthetic_ade20k
+from mmext.datasets.synthetic_ade20k import chance_miou, class_pixel_counts, generate_synthetic_ade20k
 from mmext.visualization import side_by_side
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / 'configs' / 'demo' / 'upernet_inceptionnext_atto_synthetic.py'

@@ -9,11 +9,11 @@ import argparse
 import json
 import os.path as osp
 
-from mmengine.config import Config, DictAction
 from mmengine.utils import mkdir_or_exist
 
 import mmext  # noqa: F401  (registers mmext's components and makes mmseg importable on mmcv-lite)
-from mmext.evaluation import evaluate_segmentation, format_seg_results
+from mmext.apis import evaluate_segmentation, format_seg_results
+from mmext.engine.runner import add_runner_args, load_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -23,22 +23,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--tta', action='store_true', help='also evaluate multi-scale + flip (the config\'s tta)')
     parser.add_argument('--out-json', help='where to write the results (default: WORK_DIR/eval_miou.json)')
     parser.add_argument('--data-root', help='dataset root, e.g. data/ade/ADEChallengeData2016')
-    parser.add_argument('--work-dir', help='directory for logs (default: ./work_dirs/CONFIG_NAME)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings')
-    return parser.parse_args()
+    return add_runner_args(parser, launcher=False).parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args)
     if args.data_root is not None:
         cfg.test_dataloader.dataset.data_root = args.data_root
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
 
     report = dict(config=args.config, checkpoint=args.checkpoint, data_root=cfg.test_dataloader.dataset.data_root,
                   single_scale=evaluate_segmentation(cfg, args.checkpoint))

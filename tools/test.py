@@ -8,38 +8,26 @@ does) or a ``.pkl`` file (any task: raw predictions dumped by mmengine's DumpRes
 """
 import argparse
 import inspect
-import os
-import os.path as osp
 
-from mmengine.config import Config, DictAction
-from mmengine.registry import HOOKS, RUNNERS
-from mmengine.runner import Runner
+from mmengine.config import Config
+from mmengine.registry import HOOKS
 
 import mmext  # noqa: F401  (registers mmext's components and makes mmseg/mmdet importable on mmcv-lite)
-from mmext.engine.hooks import ensure_weights_only_hook
-from mmext.evaluation import enable_tta
-from mmext.utils.checkpoint import check_checkpoint_fits
-from mmext.utils.dist import setup_cpu_distributed
+from mmext.apis import enable_tta
+from mmext.checkpoint import check_checkpoint_fits
+from mmext.engine.runner import add_runner_args, build_runner, load_config
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test (and evaluate) a model from an OpenMMLab config')
     parser.add_argument('config', help='config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='directory for logs and the metrics JSON (default: ./work_dirs/CONFIG)')
     parser.add_argument('--out', help='directory for prediction PNGs (segmentation) or a .pkl file for predictions')
     parser.add_argument('--show', action='store_true', help='show predictions in a window')
     parser.add_argument('--show-dir', help='directory where every image is saved painted with its prediction')
     parser.add_argument('--wait-time', type=float, default=2, help='seconds each shown image stays up')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation (the config\'s tta_pipeline)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. test_dataloader.dataset.data_root=data/ade')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-                        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return add_runner_args(parser).parse_args()
 
 
 def enable_visualization(cfg: Config, show: bool, show_dir: str | None, wait_time: float) -> None:
@@ -78,14 +66,7 @@ def add_output(cfg: Config, out: str) -> None:
 
 def main() -> None:
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         enable_visualization(cfg, args.show, args.show_dir, args.wait_time)
@@ -93,10 +74,7 @@ def main() -> None:
         enable_tta(cfg)
     if args.out is not None:
         add_output(cfg, args.out)
-    ensure_weights_only_hook(cfg)
-    setup_cpu_distributed(cfg)
-
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     check_checkpoint_fits(runner.model, args.checkpoint)  # the Runner itself loads load_from non-strictly
     runner.test()
 

@@ -4,7 +4,7 @@ mmseg's :func:`mmseg.apis.init_model` / :func:`mmseg.apis.inference_model` do th
 and the forward pass. This module adds what they lack for mmext's configs:
 
 * SyncBN (the configs' norm) is reverted to BatchNorm, so the model runs on CPU and in one process;
-* checkpoints are read with ``weights_only=True`` through :mod:`mmext.utils.checkpoint` (mmengine's loader
+* checkpoints are read with ``weights_only=True`` through :mod:`mmext.checkpoint` (mmengine's loader
   fails on torch >= 2.6), either a whole segmentor (our training checkpoints) or a backbone only (official, timm
   or converted ImageNet weights), and a checkpoint for another architecture is refused with the keys that differ;
 * without a checkpoint nothing is downloaded: the backbone's ``Pretrained`` init is dropped with a logged note;
@@ -26,13 +26,8 @@ from mmengine.model import revert_sync_batchnorm
 from mmseg.apis import inference_model, init_model
 from mmseg.models import BaseSegmentor
 
-from mmext.utils.checkpoint import (
-    check_model_state_dict,
-    from_weights_only,
-    load_backbone_checkpoint,
-    read_checkpoint,
-    unwrap_state_dict,
-)
+from mmext.checkpoint import check_model_state_dict, from_weights_only, read_checkpoint, unwrap_state_dict
+from mmext.models.backbones.inceptionnext_weights import load_backbone_checkpoint
 
 ImageInput = str | Path | np.ndarray
 

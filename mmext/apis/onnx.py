@@ -120,7 +120,7 @@ class SegmentorForExport(nn.Module):
         super().__init__()
         preprocessor = segmentor.data_preprocessor
         self.bgr_to_rgb = bool(getattr(preprocessor, 'channel_conversion', False))
-        if getattr(preprocessor, '_enable_normalize', False):
+        if getattr(preprocessor, 'mean', None) is not None:  # mmseg registers mean/std only when it normalises
             self.register_buffer('mean', preprocessor.mean.detach().clone().reshape(1, -1, 1, 1))
             self.register_buffer('std', preprocessor.std.detach().clone().reshape(1, -1, 1, 1))
         else:

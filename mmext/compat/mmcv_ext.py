@@ -31,6 +31,8 @@ import torch
 import torchvision  # noqa: F401  (registers torch.ops.torchvision; imported lazily it fails inside a traced forward)
 from torch import Tensor
 
+from . import upstream
+
 __all__ = ['MissingMmcvOpError', 'install_mmcv_ext_stand_in', 'mmcv_ext_stand_in_installed', 'PROVIDED_OPS']
 
 INSTALL_HINT = ('Install full mmcv 2.1.0 with compiled ops: `mim install mmcv==2.1.0`, or `pip install mmcv==2.1.0 '
@@ -84,7 +86,7 @@ def roi_align_backward(grad_output: Tensor, rois: Tensor, argmax_y: Tensor, argm
     """mmcv's ``ext_module.roi_align_backward``: writes the gradient w.r.t. the features into ``grad_input``."""
     _check_avg_pool(pool_mode)
     batch, channels, height, width = grad_input.shape
-    grad_input.copy_(torch.ops.torchvision._roi_align_backward(
+    grad_input.copy_(upstream.roi_align_backward(
         grad_output, rois.to(grad_output.dtype), float(spatial_scale), int(aligned_height), int(aligned_width),
         batch, channels, height, width, int(sampling_ratio), bool(aligned)))
 

@@ -1,6 +1,4 @@
-"""Semantic-segmentation evaluation with per-class numbers (mIoU, mAcc, aAcc, IoU/Acc per class)."""
+"""Semantic-segmentation metrics with per-class numbers (mIoU, mAcc, aAcc, IoU/Acc per class)."""
 from .metrics import PerClassIoUMetric, seg_metrics_from_areas
-from .seg_eval import enable_tta, evaluate_segmentation, format_seg_results
 
-__all__ = ['PerClassIoUMetric', 'enable_tta', 'evaluate_segmentation', 'format_seg_results',
-           'seg_metrics_from_areas']
+__all__ = ['PerClassIoUMetric', 'seg_metrics_from_areas']

@@ -10,7 +10,7 @@ from mmengine.config import Config
 from torch.nn.modules.batchnorm import SyncBatchNorm
 
 from mmext.apis import inference_segmentor, init_segmentor, load_image
-from mmext.utils.checkpoint import CheckpointError, to_weights_only
+from mmext.checkpoint import CheckpointError, to_weights_only
 
 UPERNET_T = 'configs/upernet_inceptionnext_t_ade20k.py'
 

@@ -16,10 +16,10 @@ from mmengine.runner import Runner
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
-from mmext.evaluation import enable_tta
+from mmext.analysis.complexity import build_segmentor_for_analysis, segmentor_complexity
+from mmext.apis import enable_tta
 from mmext.models.backbones.inceptionnext import InceptionNeXt
 from mmext.registry import DATASETS, HOOKS
-from mmext.utils.complexity import build_segmentor_for_analysis, segmentor_complexity
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO_ROOT / 'configs').glob('*_ade20k.py'))

@@ -10,7 +10,7 @@ from mmdet.utils import register_all_modules
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from mmext.utils.synthetic_coco import SYNTHETIC_COCO_CLASSES, generate_synthetic_coco
+from mmext.datasets.synthetic_coco import SYNTHETIC_COCO_CLASSES, generate_synthetic_coco
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO_ROOT / 'configs').glob('*_inceptionnext_*_coco.py'))
@@ -140,7 +140,7 @@ def test_train_and_evaluate_with_runner(method, metrics, coco_root, tmp_path):
 @pytest.mark.parametrize('stem', ['retinanet_inceptionnext_t_coco', 'mask-rcnn_inceptionnext_t_coco'])
 def test_complexity_tool_counts_detectors(stem, tmp_path):
     """tools/analysis/get_flops.py handles mmdet configs, the two-stage tensor path included."""
-    from mmext.utils.complexity import segmentor_complexity
+    from mmext.analysis.complexity import segmentor_complexity
 
     config = REPO_ROOT / 'configs' / f'{stem}.py'
     result = segmentor_complexity(config, shape=(256, 192), cfg_options={'model.backbone.init_cfg': None})

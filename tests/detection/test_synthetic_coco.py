@@ -5,7 +5,7 @@ import pytest
 from mmdet.datasets import CocoDataset
 from pycocotools.coco import COCO
 
-from mmext.utils.synthetic_coco import CLASS_COLORS, SYNTHETIC_COCO_CLASSES, generate_synthetic_coco, render_image
+from mmext.datasets.synthetic_coco import CLASS_COLORS, SYNTHETIC_COCO_CLASSES, generate_synthetic_coco, render_image
 
 
 def test_generated_dataset_reads_back(tmp_path):

@@ -6,9 +6,11 @@ jitted, which :func:`get_kernels` does per mode), so CI checks the same kernel c
 import pytest
 import torch
 
-from mmext.models.backbones.inceptionnext import InceptionDWConv2d, InceptionNeXt
+from mmext.models.backbones.inceptionnext import InceptionNeXt
+from mmext.models.backbones.token_mixers import InceptionDWConv2d
 from mmext.ops import fast_mixer_enabled, inception_dwconv, inception_dwconv_reference, set_fast_mixer
 from mmext.ops import token_mixer as op_module
+from mmext.ops.mixer_configs import TileConfig
 
 # (channels, branch ratio, band kernel, height, width): odd sizes, bands wider than the map, both released ratios
 SHAPES = [(16, 1 / 8, 11, 7, 9), (16, 1 / 4, 9, 7, 9), (24, 1 / 8, 11, 5, 3)]
@@ -195,3 +197,19 @@ def test_cuda_backbone_fast_path_matches_reference():
                  for out, m in zip(outs, (fast, ref), strict=True)]
     for a, b in zip(outs[0] + grads[0], outs[1] + grads[1], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
+
+
+@pytest.mark.parametrize('channels_last', [False, True], ids=['nchw', 'nhwc'])
+def test_fused_backward_over_chunks_and_channel_blocks(interpreter, channels_last):
+    """Weight-gradient programs that walk several tiles, several chunks per image and several channel blocks."""
+    torch.manual_seed(7)
+    x = _input(2, 16, 7, 9, channels_last=channels_last)
+    params = _params(16, 1 / 4, 9)  # gc = 4 over two channel blocks of 2
+    grad = torch.randn(2, 16, 7, 9)
+    cfg = TileConfig(16, 2, 1, 1, 2)  # 63 pixels: 4 tiles of 16, 2 chunks of 2 tiles per image
+    fused = op_module._fused_backward(grad, x.detach(), params[0], params[2], params[4], cfg)
+    ref = op_module._reference_backward(grad, x.detach(), params[0], params[2], params[4])
+    for a, b in zip(fused, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item())
+    y = op_module._fused_forward(x.detach(), params, cfg)
+    torch.testing.assert_close(y, inception_dwconv_reference(x.detach(), *params), rtol=1e-5, atol=1e-5)

@@ -1,10 +1,10 @@
-"""tools/benchmark.py and mmext.ops.benchmark on CPU with tiny inputs (the numbers themselves are not checked)."""
+"""tools/benchmark.py and mmext.analysis.benchmark on CPU with tiny inputs (the numbers themselves are not checked)."""
 import importlib.util
 import json
 
 import pytest
 
-from mmext.ops import benchmark as bench
+from mmext.analysis import benchmark as bench
 
 
 def _check_result(r):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmext.utils.dist import replace_sync_bn, setup_cpu_distributed
+from mmext.engine.dist import replace_sync_bn, setup_cpu_distributed
 
 # Records, per rank, the images of every training batch and a checksum of the weights at the end.
 PROBE = '''

@@ -15,7 +15,8 @@ from mmseg.datasets import ADE20KDataset
 from mmseg.structures import SegDataSample
 from PIL import Image
 
-from mmext.evaluation import PerClassIoUMetric, evaluate_segmentation, format_seg_results
+from mmext.apis import evaluate_segmentation, format_seg_results
+from mmext.evaluation import PerClassIoUMetric
 
 IGNORE = 255
 

@@ -7,7 +7,7 @@ import timm
 import torch
 
 from mmext.models import InceptionNeXt
-from mmext.utils.checkpoint import load_backbone_checkpoint
+from mmext.models.backbones.inceptionnext_weights import load_backbone_checkpoint
 
 
 @pytest.fixture(scope='module')

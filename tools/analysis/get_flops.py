@@ -8,7 +8,7 @@ import argparse
 
 from mmengine.config import DictAction
 
-from mmext.utils.complexity import format_complexity_table, segmentor_complexity
+from mmext.analysis.complexity import format_complexity_table, segmentor_complexity
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -13,7 +13,8 @@ import argparse
 import sys
 
 import mmext  # noqa: F401  (installs the mmcv-lite stand-in before the backbone imports mmcv)
-from mmext.utils.checkpoint import CheckpointError, convert_checkpoint
+from mmext.checkpoint import CheckpointError
+from mmext.models.backbones.inceptionnext_convert import convert_checkpoint
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -12,8 +12,8 @@ import argparse
 import sys
 
 import mmext  # noqa: F401  (installs the mmcv-lite stand-in before the backbone imports mmcv)
-from mmext.models.backbones.inceptionnext import convert_checkpoint_to_deploy
-from mmext.utils.checkpoint import CheckpointError
+from mmext.checkpoint import CheckpointError
+from mmext.models.backbones.inceptionnext_convert import convert_checkpoint_to_deploy
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -15,14 +15,15 @@ from collections.abc import Mapping, MutableMapping
 from mmengine.hooks import Hook
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from mmext.registry import HOOKS
-from mmext.utils.checkpoint import (
+from mmext.checkpoint import (
     TRUSTED_PREFIX,
     check_weights_only_loadable,
     from_weights_only,
     load_trusted_checkpoint,
     to_weights_only,
 )
+from mmext.compat.upstream import runner_checkpoint_request
+from mmext.registry import HOOKS
 
 
 @HOOKS.register_module()
@@ -31,14 +32,14 @@ class WeightsOnlyCheckpointHook(Hook):
 
     - ``before_save_checkpoint``: message-hub ``HistoryBuffer`` objects, numpy arrays and scalars (``eta``,
       ``dataset_meta``, metrics) become tagged dicts of tensors, numbers and strings
-      (:func:`mmext.utils.checkpoint.to_weights_only`). Runs last (priority ``LOWEST``) so values other hooks add
+      (:func:`mmext.checkpoint.to_weights_only`). Runs last (priority ``LOWEST``) so values other hooks add
       are covered; a value that cannot be stored safely raises ``TypeError`` naming where it is.
     - ``after_load_checkpoint``: the Runner calls it right after reading a checkpoint and before it restores the
       message hub, optimizer and schedulers; the tagged values become the original objects again. (Other hooks'
       ``after_load_checkpoint`` run first; mmengine's, e.g. ``EMAHook``'s, only touch ``state_dict`` tensors.)
     - ``before_run``: if the checkpoint the Runner is about to resume or load was saved without this hook, stop
       with an error that says how to proceed (``trusted://`` for the user's own file, or
-      :func:`~mmext.utils.checkpoint.upgrade_training_checkpoint`) instead of torch's advice to drop
+      :func:`~mmext.checkpoint.upgrade_training_checkpoint`) instead of torch's advice to drop
       ``weights_only``.
 
     Add it with ``custom_hooks = [dict(type='WeightsOnlyCheckpointHook')]`` or :func:`ensure_weights_only_hook`.
@@ -62,9 +63,9 @@ class WeightsOnlyCheckpointHook(Hook):
 
 def _checkpoint_to_load(runner) -> str | None:
     """The file ``Runner.load_or_resume`` will read, mirroring its rules (mmengine 0.10.7)."""
-    if getattr(runner, '_has_loaded', False):
+    loaded, resume, load_from = runner_checkpoint_request(runner)
+    if loaded:
         return None
-    resume, load_from = getattr(runner, '_resume', False), getattr(runner, '_load_from', None)
     if resume and load_from is None:
         last = osp.join(runner.work_dir, 'last_checkpoint')
         if not osp.isfile(last):

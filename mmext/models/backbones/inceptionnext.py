@@ -7,7 +7,6 @@ head is dropped. Modules the released checkpoints lack (the per-output norms) li
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -18,47 +17,10 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmext.ops import HAS_TRITON, fast_mixer_enabled, inception_dwconv
 from mmext.registry import MODELS
 
-
-class InceptionDWConv2d(nn.Module):
-    """Inception depthwise convolution, the token mixer of InceptionNeXt.
-
-    Channels are split into ``(identity, square, band-w, band-h)`` parts of sizes ``(C - 3g, g, g, g)`` with
-    ``g = int(C * branch_ratio)`` (the order of the released weights; the paper's Algorithm 1 puts identity
-    last). The square part gets a ``k x k`` depthwise conv, the band parts ``1 x b`` and ``b x 1`` ones.
-
-    On CUDA tensors (with Triton installed) the forward runs the fused op :func:`mmext.ops.inception_dwconv`,
-    which reads the input once and writes the output once instead of split + three convs + cat; the parameters
-    are the same. ``fast_mixer`` chooses: ``None`` (default) follows :func:`mmext.ops.fast_mixer_enabled`
-    (``MMEXT_FAST_MIXER``, :func:`mmext.ops.set_fast_mixer`) at each forward, ``True``/``False`` wins over both.
-    CPU tensors always take the reference formulation.
-    """
-
-    def __init__(self, in_channels: int, square_kernel_size: int = 3, band_kernel_size: int = 11,
-                 branch_ratio: float = 0.125, fast_mixer: bool | None = None) -> None:
-        super().__init__()
-        gc = int(in_channels * branch_ratio)
-        if gc < 1 or 3 * gc > in_channels:
-            raise ValueError(f'branch_ratio={branch_ratio} gives {gc} channels per branch for '
-                             f'{in_channels} input channels; need 1 <= gc <= in_channels / 3')
-        self.dwconv_hw = nn.Conv2d(gc, gc, square_kernel_size, padding=square_kernel_size // 2, groups=gc)
-        self.dwconv_w = nn.Conv2d(gc, gc, (1, band_kernel_size), padding=(0, band_kernel_size // 2), groups=gc)
-        self.dwconv_h = nn.Conv2d(gc, gc, (band_kernel_size, 1), padding=(band_kernel_size // 2, 0), groups=gc)
-        self.split_indexes = (in_channels - 3 * gc, gc, gc, gc)
-        self.fast_mixer = fast_mixer
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fast = fast_mixer_enabled() if self.fast_mixer is None else self.fast_mixer
-        if fast and HAS_TRITON and x.is_cuda:
-            if torch.is_autocast_enabled('cuda'):
-                # the op is outside autocast's lists; run it in the autocast dtype like the convs it replaces
-                x = x.to(torch.get_autocast_dtype('cuda'))
-            return inception_dwconv(x, self.dwconv_hw.weight, self.dwconv_hw.bias, self.dwconv_w.weight,
-                                    self.dwconv_w.bias, self.dwconv_h.weight, self.dwconv_h.bias)
-        x_id, x_hw, x_w, x_h = torch.split(x, self.split_indexes, dim=1)
-        return torch.cat((x_id, self.dwconv_hw(x_hw), self.dwconv_w(x_w), self.dwconv_h(x_h)), dim=1)
+from .inceptionnext_weights import describe_arch, infer_arch, load_backbone_checkpoint
+from .token_mixers import InceptionDWConv2d
 
 
 class ConvMlp(nn.Module):
@@ -178,7 +140,7 @@ class InceptionNeXt(BaseModule):
             neighbouring conv (see :meth:`switch_to_deploy`), e.g. to load a checkpoint written by
             ``tools/model_converters/inceptionnext_deploy.py``.
         init_cfg: Initialisation; ``dict(type='Pretrained', checkpoint=...)`` loads an official, timm or mmengine
-            checkpoint strictly (see :func:`mmext.utils.checkpoint.load_backbone_checkpoint`).
+            checkpoint strictly (see :func:`~mmext.models.backbones.inceptionnext_weights.load_backbone_checkpoint`).
     """
 
     arch_settings = {
@@ -296,7 +258,6 @@ class InceptionNeXt(BaseModule):
             raise ValueError('InceptionNeXt takes Pretrained weights as the whole init_cfg, '
                              f"init_cfg=dict(type='Pretrained', checkpoint=...), not inside a list: {cfg}")
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            from mmext.utils.checkpoint import load_backbone_checkpoint
             load_backbone_checkpoint(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
                                      strict=cfg.get('strict', True), map_location=cfg.get('map_location', 'cpu'))
             self._is_init = True
@@ -394,58 +355,11 @@ class InceptionNeXt(BaseModule):
             return int(name.split('.')[1]) + 1, num_layers
         return num_layers - 1, num_layers
 
-
-# ---------------------------------------------------------------------------------------------------------------
-# Deploy conversion of saved weights
-# ---------------------------------------------------------------------------------------------------------------
-
-def deploy_state_dict(state_dict: Mapping[str, torch.Tensor], arch: str | dict | None = None) -> dict:
-    """Fold a training-form backbone state dict (the backbone's own key names) into the deploy form.
-
-    Builds the training-form :class:`InceptionNeXt` (with BN output norms if ``out_norms.*`` keys are present),
-    loads ``state_dict`` strictly, applies :meth:`InceptionNeXt.switch_to_deploy` and returns the new state dict,
-    which loads into ``InceptionNeXt(arch, deploy=True)``. ``arch`` is read from the tensor shapes when ``None``.
-    """
-    from mmext.utils.checkpoint import infer_arch
-
-    if arch is None:
-        arch = infer_arch(state_dict)
-        if arch is None:
-            raise ValueError('cannot infer the InceptionNeXt arch from the state dict (no stages.N.blocks / '
-                             'token_mixer keys); pass arch=')
-    if not any(k.endswith('.gamma') for k in state_dict):
-        raise ValueError('the state dict has no blocks.N.gamma keys: it is already in deploy form (or not an '
-                         'InceptionNeXt backbone)')
-    norm_ids = sorted({int(k.split('.')[1]) for k in state_dict if k.startswith('out_norms.')})
-    num_stages = len(InceptionNeXt._parse_arch(arch)['depths'])
-    model = InceptionNeXt(arch, out_indices=norm_ids or tuple(range(num_stages)),
-                          out_norm_cfg=dict(type='BN') if norm_ids else None, init_cfg=None)
-    incompatible = model.load_state_dict(state_dict, strict=False)
-    if incompatible.missing_keys or incompatible.unexpected_keys:
-        raise ValueError(f'state dict does not fit InceptionNeXt({arch!r}): missing keys '
-                         f'{incompatible.missing_keys[:8]}, unexpected keys {incompatible.unexpected_keys[:8]}')
-    model.eval().switch_to_deploy()
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def convert_checkpoint_to_deploy(src: str | os.PathLike, dst: str | os.PathLike,
-                                 arch: str | dict | None = None) -> dict:
-    """Write the deploy form of a checkpoint: its InceptionNeXt backbone folded, every other tensor kept.
-
-    ``src`` may be an official / timm backbone checkpoint (the classification head is dropped) or an mmengine
-    checkpoint of a whole segmentor or detector (``backbone.*`` is folded, heads and necks are kept; optimizer
-    and other non-tensor state are dropped). ``dst`` is ``{'state_dict': ..., 'meta': {...}}``, which a model
-    with ``backbone=dict(type='InceptionNeXt', deploy=True, ...)`` loads. Returns ``meta``.
-    """
-    from mmext.utils.checkpoint import extract_backbone_state_dict, read_checkpoint, unwrap_state_dict
-
-    checkpoint = read_checkpoint(src)
-    backbone = extract_backbone_state_dict(checkpoint, source=str(src))
-    folded = deploy_state_dict(backbone.state_dict, arch)
-    tensors, _ = unwrap_state_dict(checkpoint, str(src))
-    state_dict = {k: tensors[k] for k in backbone.ignored_keys}
-    state_dict.update({backbone.prefix + k: v for k, v in folded.items()})
-    meta = dict(deploy=True, source=str(src), backbone_prefix=backbone.prefix,
-                dropped_head_keys=len(backbone.head_keys), folded_tensors=len(folded))
-    torch.save(dict(state_dict=state_dict, meta=meta), dst)
-    return meta
+    def describe_state_dict_mismatch(self, state_dict: Mapping[str, torch.Tensor]) -> str | None:
+        """Which arch ``state_dict`` (this backbone's part of a checkpoint) looks like, when not this one's; used by
+        :func:`mmext.checkpoint.check_model_state_dict` to head its message."""
+        inferred = infer_arch(state_dict)
+        if inferred is None:
+            return None
+        mine, theirs = describe_arch(self.arch, self.arch_settings), describe_arch(inferred, self.arch_settings)
+        return f'the checkpoint looks like {theirs} but the config builds {mine}' if theirs != mine else None

@@ -11,8 +11,8 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
+from mmext.checkpoint import UnsafeCheckpointError, upgrade_training_checkpoint
 from mmext.engine.hooks import WeightsOnlyCheckpointHook, ensure_weights_only_hook
-from mmext.utils.checkpoint import UnsafeCheckpointError, upgrade_training_checkpoint
 
 _names = itertools.count()
 

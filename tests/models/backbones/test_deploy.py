@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mmext.models.backbones.inceptionnext import InceptionNeXt, convert_checkpoint_to_deploy, deploy_state_dict
+from mmext.models.backbones.inceptionnext import InceptionNeXt
+from mmext.models.backbones.inceptionnext_convert import convert_checkpoint_to_deploy, deploy_state_dict
 
 TINY_ARCH = dict(depths=(1, 2), dims=(16, 32), mlp_ratios=(4, 3), token_mixer=dict(branch_ratio=0.25))
 

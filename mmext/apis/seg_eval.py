@@ -2,16 +2,12 @@
 from __future__ import annotations
 
 import copy
-import os.path as osp
 
 from mmengine.config import Config
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
-from mmext.engine.hooks import ensure_weights_only_hook
-from mmext.utils.checkpoint import check_checkpoint_fits
-
-from .metrics import PerClassIoUMetric
+from mmext.checkpoint import check_checkpoint_fits
+from mmext.engine.runner import build_runner
+from mmext.evaluation import PerClassIoUMetric
 
 
 def enable_tta(cfg: Config) -> Config:
@@ -48,13 +44,9 @@ def evaluate_segmentation(cfg: Config, checkpoint: str | None, tta: bool = False
         raise ValueError(f'evaluate_segmentation needs test_evaluator type IoUMetric, the config has {metric_type!r}')
     cfg.test_evaluator = dict(evaluator, type=PerClassIoUMetric.__name__)
     cfg.load_from = checkpoint
-    if cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(cfg.filename or 'eval'))[0])
     if tta:
         enable_tta(cfg)
-    ensure_weights_only_hook(cfg)
-
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     check_checkpoint_fits(runner.model, checkpoint)  # the Runner itself loads load_from non-strictly
     runner.test()
     metric = runner.test_evaluator.metrics[0]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import platform
 import statistics
@@ -212,7 +213,10 @@ class _Runner:
         self.model, self.x = model, x
         segmentor = MODELS[case.model][0] == 'segmentor'
         samples = _segmentor_batch(case.batch_size, case.img_size, device) if segmentor else None
-        forward = model.loss if segmentor and case.mode == 'train' else model._forward if segmentor else model
+        if segmentor:
+            forward = model.loss if case.mode == 'train' else functools.partial(model, mode='tensor')
+        else:
+            forward = model
         if case.compile:
             # inference: let inductor freeze the weights (constant-fold the folded BNs, prepack conv weights)
             forward = torch.compile(forward, options=dict(freezing=case.mode == 'infer'))

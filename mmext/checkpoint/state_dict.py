@@ -1,0 +1,127 @@
+"""Finding the tensors in a loaded checkpoint and comparing them with a model, key by key.
+
+:func:`unwrap_state_dict` looks through the wrappers checkpoints come in, :func:`diff_state_dict` is the one
+comparison every strict check here and in the backbone uses, and :func:`check_checkpoint_fits` refuses a
+whole-model checkpoint that does not fit a model exactly (mmengine's ``load_from`` would load it non-strictly).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .io import CheckpointError, read_checkpoint
+from .report import preview
+
+#: Top-level keys that wrap a state dict, tried in this order when no ``key`` is given: mmengine and timm
+#: (``state_dict``), the official training scripts and torchvision's references (``model``), DeepSpeed
+#: (``module``).
+WRAPPER_KEYS = ('state_dict', 'model', 'module')
+# Name prefixes added by wrappers around a model: DDP / DeepSpeed, torch.compile (OptimizedModule).
+_MODEL_WRAPPER_PREFIXES = ('module.', '_orig_mod.')
+
+
+def unwrap_state_dict(checkpoint: Any, source: str = '<checkpoint>',
+                      key: str | None = None) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors of a loaded checkpoint under the model's own names, and a description of the wrapping found.
+
+    Args:
+        checkpoint: What :func:`~mmext.checkpoint.read_checkpoint` returned.
+        source: The file, for messages.
+        key: The top-level entry holding the state dict, e.g. ``'state_dict_ema'`` or ``'model_ema'`` for EMA
+            weights; ``None`` tries :data:`WRAPPER_KEYS` and then the checkpoint itself.
+
+    ``module.`` (DDP) and ``_orig_mod.`` (a ``torch.compile``d model) prefixes are stripped; non-tensor entries
+    are left out. Raises :class:`CheckpointError` naming ``source`` when there are no tensors.
+    """
+    if not isinstance(checkpoint, Mapping):
+        raise CheckpointError(f'{source} holds a {type(checkpoint).__name__}, not a state dict or a dict wrapping '
+                              'one')
+    source_format = 'plain state dict'
+    if key is not None:
+        if not isinstance(checkpoint.get(key), Mapping):
+            raise CheckpointError(f'{source} has no state dict under key {key!r}; its top-level keys: '
+                                  f'{preview(list(checkpoint))}')
+        checkpoint, source_format = checkpoint[key], f"{{'{key}': ...}} checkpoint"
+    else:
+        for wrapper in WRAPPER_KEYS:
+            if isinstance(checkpoint.get(wrapper), Mapping):
+                checkpoint, source_format = checkpoint[wrapper], f"{{'{wrapper}': ...}} checkpoint"
+                break
+    tensors = {k: v for k, v in checkpoint.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    if not tensors:
+        wrapped = [k for k, v in checkpoint.items() if isinstance(v, Mapping)]
+        hint = f'; to read one of its entries pass key= (one of {preview(wrapped)})' if wrapped else ''
+        raise CheckpointError(f'{source} contains no tensors; top-level keys: {preview(list(checkpoint))}{hint}')
+    for prefix in _MODEL_WRAPPER_PREFIXES:
+        if all(k.startswith(prefix) for k in tensors):
+            tensors = {k.removeprefix(prefix): v for k, v in tensors.items()}
+            source_format += f', {prefix} prefix stripped'
+    return tensors, source_format
+
+
+@dataclass
+class StateDictDiff:
+    """How a state dict differs from the one a model expects."""
+
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.unexpected or self.mismatched)
+
+
+def diff_state_dict(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]) -> StateDictDiff:
+    """Keys of ``expected`` absent from ``given``, keys of ``given`` that ``expected`` lacks, and shared keys whose
+    shapes differ as ``(key, given shape, expected shape)``; each list in ``expected``'s or ``given``'s order."""
+    return StateDictDiff(
+        missing=[k for k in expected if k not in given],
+        unexpected=[k for k in given if k not in expected],
+        mismatched=[(k, tuple(given[k].shape), tuple(v.shape)) for k, v in expected.items()
+                    if k in given and given[k].shape != v.shape])
+
+
+def check_model_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], filename: str = '<checkpoint>') -> None:
+    """Raise :class:`CheckpointError` naming the file and the keys that differ unless ``state`` fits ``model``
+    exactly (same keys, same shapes).
+
+    A submodule may explain a mismatch in its own terms: one with a ``describe_state_dict_mismatch(state)`` method
+    (the InceptionNeXt backbone says which arch the checkpoint's tensors look like) is asked with the part of
+    ``state`` under its name, and a line it returns heads the message.
+    """
+    diff = diff_state_dict(model.state_dict(), state)
+    if not diff:
+        return
+    lines = []
+    for name, module in model.named_modules():
+        describe = getattr(module, 'describe_state_dict_mismatch', None)
+        if callable(describe):
+            prefix = f'{name}.' if name else ''
+            line = describe({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+            if line:
+                lines.append(f'{name}: {line}' if name else line)
+    mismatched = [f'{k} {c} in checkpoint vs {m} in model' for k, c, m in diff.mismatched]
+    for what, keys in (('shape mismatches', mismatched), ('missing from checkpoint', diff.missing),
+                       ('unexpected in checkpoint', diff.unexpected)):
+        if keys:
+            lines.append(f'{what} ({len(keys)}): {preview(keys, 6)}')
+    raise CheckpointError(f'Checkpoint {filename} does not fit the model of this config:\n  ' + '\n  '.join(lines)
+                          + '\nUse the config the checkpoint was trained with.')
+
+
+def check_checkpoint_fits(model: nn.Module, filename: str | os.PathLike) -> None:
+    """Check, before a run, that a whole-model checkpoint fits ``model`` exactly.
+
+    mmengine's Runner loads ``load_from`` with ``strict=False`` and only logs what did not fit, so a checkpoint of
+    another arch or config would still be evaluated, partly random. Model wrappers (DDP, test-time augmentation)
+    are looked through. Reads the file the safe way (:func:`~mmext.checkpoint.read_checkpoint`).
+    """
+    while hasattr(model, 'module') and isinstance(model.module, nn.Module):
+        model = model.module
+    state, _ = unwrap_state_dict(read_checkpoint(filename), str(filename))
+    check_model_state_dict(model, state, str(filename))
