@@ -1,9 +1,9 @@
 """Reading checkpoint files without running code from them.
 
-:func:`read_checkpoint` reads a local file, URL, OpenMMLab model name or other mmengine URI in any released format
-(plain state dict ``.pth``, timm's ``pytorch_model.bin`` and ``model.safetensors``, mmengine checkpoints) with
-``torch.load(weights_only=True)`` or safetensors. :func:`load_trusted_checkpoint` (the ``trusted://`` prefix)
-unpickles the user's own files in full. Nothing here knows any model.
+:func:`read_checkpoint` reads a local file, URL, OpenMMLab model name, ``hf-hub:`` name or other mmengine URI in
+any released format (plain state dict ``.pth``, timm's ``pytorch_model.bin`` and ``model.safetensors``, mmengine
+checkpoints) with ``torch.load(weights_only=True)`` or safetensors. :func:`load_trusted_checkpoint` (the
+``trusted://`` prefix) unpickles the user's own files in full. Nothing here knows any model.
 """
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ from mmengine.logging import print_log
 
 from mmext.compat.upstream import mmengine_home
 
+from .errors import CheckpointError, UnsafeCheckpointError
+from .hub import HF_HUB_PREFIX, resolve_hf_hub
 from .report import preview
 
 #: Prefix marking a checkpoint as the user's own, to be unpickled in full (``weights_only=False``).
@@ -39,20 +41,13 @@ _LEGACY_TRAINING_GLOBAL_PREFIXES = ('mmengine.', 'numpy', '_codecs.', 'builtins.
                                     'collections.', 'torch.', 'copyreg.')
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be read, or does not fit the model it is loaded into."""
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """A checkpoint would need to run pickled Python code to load; nothing from it was executed."""
-
-
 def read_checkpoint(filename: str | os.PathLike, map_location: str | torch.device | None = 'cpu') -> Any:
     """Read a checkpoint without running code from it.
 
     Args:
         filename: A local path, an ``http(s)://`` URL (downloaded once, under ``torch.hub.get_dir()/checkpoints``),
-            an OpenMMLab model name (``open-mmlab://``, ``torchvision://``, ``mmcls://``), any other URI
+            an OpenMMLab model name (``open-mmlab://``, ``torchvision://``, ``mmcls://``), a Hugging Face hub name
+            (``hf-hub:timm/inception_next_tiny.sail_in1k``, see :mod:`mmext.checkpoint.hub`), any other URI
             mmengine's fileio can fetch (``s3://``, ...), or ``trusted://<local path>`` for the user's own file
             (see :func:`load_trusted_checkpoint`).
         map_location: Where tensors go, as in :func:`torch.load`.
@@ -98,6 +93,8 @@ def _local_copy(filename: str) -> Iterator[str]:
     """Yield a local path holding ``filename``, downloading or fetching it first if it is remote."""
     if filename.startswith(_URL_PREFIXES):
         yield _download(filename)
+    elif filename.startswith(HF_HUB_PREFIX):
+        yield resolve_hf_hub(filename)
     elif filename.startswith(_MODEL_NAME_PREFIXES):
         with _local_copy(_resolve_model_name(filename)) as path:
             yield path
