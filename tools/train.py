@@ -1,10 +1,16 @@
 """Train a segmentor or detector from an OpenMMLab config (mmseg 1.x / mmdet 3.x style configs).
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT] | --auto-resume] [--amp] [--cfg-options k=v ...]
     torchrun --nproc_per_node N tools/train.py CONFIG --launcher pytorch     (or tools/dist_train.sh CONFIG N)
 
 The Runner type and default scope come from the config, so mmseg and mmdet configs both work. Multi-process runs
 without CUDA use gloo with BN instead of SyncBN (see :mod:`mmext.engine.dist`).
+
+``--resume`` without a value resumes from the newest readable checkpoint in the work dir and is an error when
+there is none (a mistyped ``--work-dir`` must not train from scratch); ``--auto-resume`` is for preemptible jobs
+that re-run one command: resume if there is a checkpoint, else start, logging which. Every run gets mmext's
+safety hooks (:data:`mmext.engine.hooks.TRAINING_HOOKS`): crash-safe checkpoints, a fit check of what is resumed
+or loaded, a stop on a non-finite loss and a preflight check of the data.
 """
 import argparse
 import logging
@@ -14,14 +20,20 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 import mmext  # noqa: F401  (registers mmext's components and makes mmseg/mmdet importable on mmcv-lite)
+from mmext.engine.hooks import ensure_training_hooks, find_resumable_checkpoint
 from mmext.engine.runner import add_runner_args, build_runner, load_config
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a model from an OpenMMLab config')
     parser.add_argument('config', help='config file path')
-    parser.add_argument('--resume', nargs='?', type=str, const='auto',
-                        help='resume from CKPT, or with no value from the latest checkpoint in the work dir')
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument('--resume', nargs='?', type=str, const='auto',
+                        help='resume from CKPT, or with no value from the newest checkpoint in the work dir (an '
+                             'error if there is none)')
+    resume.add_argument('--auto-resume', action='store_true',
+                        help='resume from the newest checkpoint in the work dir if there is one, else start from '
+                             'iteration 0 (for preemptible jobs)')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision (AmpOptimWrapper; needs CUDA)')
     return add_runner_args(parser).parse_args()
 
@@ -47,12 +59,20 @@ def main() -> None:
     if args.amp:
         enable_amp(cfg)
     if args.resume == 'auto':
+        found, _ = find_resumable_checkpoint(cfg.work_dir)
+        if found is None:
+            raise SystemExit(f'--resume: no checkpoint to resume from in work dir {cfg.work_dir} (no readable '
+                             'last_checkpoint, iter_*.pth or epoch_*.pth). Check --work-dir, pass --resume CKPT, or '
+                             'use --auto-resume to start from scratch when there is nothing to resume.')
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.auto_resume:
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    build_runner(cfg).train()
+    build_runner(ensure_training_hooks(cfg)).train()
 
 
 if __name__ == '__main__':

@@ -33,12 +33,14 @@ test_pipeline = [
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
 ]
+# mmext's checked ADE20K dataset: missing folders, bad files and out-of-range labels are errors naming the file.
+dataset_type = 'CheckedADE20KDataset'
 train_dataloader = dict(
     batch_size=8, num_workers=1, persistent_workers=True,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+    dataset=dict(type=dataset_type, data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=1, num_workers=1, persistent_workers=True,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+    dataset=dict(type=dataset_type, data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])  # mmseg's IoUMetric also reports aAcc and mAcc
 test_evaluator = val_evaluator

@@ -16,6 +16,7 @@ from .state_dict import (
     WRAPPER_KEYS,
     StateDictDiff,
     check_checkpoint_fits,
+    check_finite_state_dict,
     check_model_state_dict,
     diff_state_dict,
     unwrap_state_dict,
@@ -23,7 +24,8 @@ from .state_dict import (
 from .weights_only import ENCODED_TAG, from_weights_only, to_weights_only, upgrade_training_checkpoint
 
 __all__ = ['ENCODED_TAG', 'HF_HUB_PREFIX', 'TRUSTED_PREFIX', 'WRAPPER_KEYS', 'CheckpointError', 'LoadReport',
-           'StateDictDiff', 'UnsafeCheckpointError', 'check_checkpoint_fits', 'check_model_state_dict',
+           'StateDictDiff', 'UnsafeCheckpointError', 'check_checkpoint_fits', 'check_finite_state_dict',
+           'check_model_state_dict',
            'check_weights_only_loadable', 'diff_state_dict', 'from_weights_only', 'load_trusted_checkpoint',
            'read_checkpoint', 'resolve_hf_hub', 'to_weights_only', 'unsafe_globals', 'unwrap_state_dict',
            'upgrade_training_checkpoint']

@@ -157,6 +157,9 @@ def _resolve_model_name(name: str) -> str:
 
 
 def _read_local(path: str, map_location: Any, display: str) -> Any:
+    if osp.isdir(path):
+        raise IsADirectoryError(f'checkpoint {display} is a directory, not a checkpoint file; name a .pth / .bin / '
+                                '.safetensors file inside it')
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint {display} not found' + (f' (looked at {path})' if path != display else ''))
     size = osp.getsize(path)
@@ -167,8 +170,12 @@ def _read_local(path: str, map_location: Any, display: str) -> Any:
     is_zip = head[:4] == b'PK\x03\x04'
     if not is_zip and (_looks_like_safetensors(head, size) or path.endswith('.safetensors')):
         return _read_safetensors(path, map_location, display, size)
+    if path.endswith('.safetensors'):
+        print_log(f'{display} is named .safetensors but holds a torch checkpoint; reading it as one.',
+                  logger='current', level=logging.WARNING)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with open(path, 'rb') as f:  # a file object: torch.load would route a *.safetensors name to safetensors
+            return torch.load(f, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         refused = unsafe_globals(path) if 'weights only' in str(e).lower() else []
         if not refused:
@@ -223,7 +230,12 @@ def check_weights_only_loadable(filename: str | os.PathLike) -> None:
 def _unsafe_message(display: str, unusual: list[str]) -> str:
     listed = preview(unusual)
     legacy = bool(unusual) and all(n.startswith(_LEGACY_TRAINING_GLOBAL_PREFIXES) for n in unusual) and any(
-        n.startswith(('mmengine.', 'numpy')) for n in unusual)
+        n.startswith('mmengine.') for n in unusual)
+    if not legacy and unusual and all(n.startswith(('numpy', '_codecs.')) for n in unusual):
+        return (f'Refused to unpickle {display}: it holds numpy arrays or numpy scalars ({listed}), not torch '
+                'tensors, and torch.load(weights_only=True) does not unpickle numpy objects. Nothing from it was '
+                'executed. Convert the values with torch.from_numpy() and save the dict again; only if you made '
+                f"this file yourself and trust it, load it as 'trusted://{display}'.")
     if legacy:
         return (f'Refused to unpickle {display}: it is an mmengine training checkpoint saved without '
                 f'WeightsOnlyCheckpointHook, and it pickles Python objects ({listed}) that torch.load(weights_only='

@@ -64,6 +64,24 @@ def unwrap_state_dict(checkpoint: Any, source: str = '<checkpoint>',
     return tensors, source_format
 
 
+def check_finite_state_dict(state: Mapping[str, torch.Tensor], source: str = '<checkpoint>') -> None:
+    """Raise :class:`CheckpointError` naming ``source`` and the tensors holding NaN or Inf values.
+
+    A checkpoint saved from a diverged run loads without complaint and then trains on ``loss: nan`` or predicts
+    class 0 everywhere; callers refuse it by default and offer ``allow_non_finite=True`` as the explicit way out.
+    """
+    bad = []
+    for name, tensor in state.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            finite = torch.isfinite(tensor)
+            if not bool(finite.all()):
+                bad.append(f'{name} ({int((~finite).sum())} of {tensor.numel()})')
+    if bad:
+        raise CheckpointError(f'{source} holds NaN/Inf values in {len(bad)} tensor(s): {preview(bad, 6)}. It was '
+                              'probably saved from a diverged run. Pass allow_non_finite=True (init_cfg / '
+                              'ResumeCheckHook option) only if you mean to load it anyway.')
+
+
 @dataclass
 class StateDictDiff:
     """How a state dict differs from the one a model expects."""
@@ -114,14 +132,18 @@ def check_model_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], 
                           + '\nUse the config the checkpoint was trained with.')
 
 
-def check_checkpoint_fits(model: nn.Module, filename: str | os.PathLike) -> None:
+def check_checkpoint_fits(model: nn.Module, filename: str | os.PathLike, key: str | None = None,
+                          allow_non_finite: bool = False) -> None:
     """Check, before a run, that a whole-model checkpoint fits ``model`` exactly.
 
     mmengine's Runner loads ``load_from`` with ``strict=False`` and only logs what did not fit, so a checkpoint of
     another arch or config would still be evaluated, partly random. Model wrappers (DDP, test-time augmentation)
-    are looked through. Reads the file the safe way (:func:`~mmext.checkpoint.read_checkpoint`).
+    are looked through. Reads the file the safe way (:func:`~mmext.checkpoint.read_checkpoint`). ``key`` selects
+    the wrapper entry (see :func:`unwrap_state_dict`); NaN/Inf tensors are refused unless ``allow_non_finite``.
     """
     while hasattr(model, 'module') and isinstance(model.module, nn.Module):
         model = model.module
-    state, _ = unwrap_state_dict(read_checkpoint(filename), str(filename))
+    state, _ = unwrap_state_dict(read_checkpoint(filename), str(filename), key=key)
+    if not allow_non_finite:
+        check_finite_state_dict(state, str(filename))
     check_model_state_dict(model, state, str(filename))

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import copy
+import logging
+import os
 import os.path as osp
 from collections.abc import Sequence
 
+from mmengine.logging import print_log
 from mmseg.datasets import ADE20KDataset
 
 from mmext.registry import DATASETS
@@ -40,10 +43,33 @@ class CheckedADE20KDataset(ADE20KDataset):
         if ann_dir and not osp.isdir(ann_dir):
             raise FileNotFoundError(f'ADE20K annotation folder {ann_dir} does not exist')
         data_list = super().load_data_list()
+        if not (self.ann_file and osp.isfile(self.ann_file)):
+            data_list = sorted(data_list + self._other_case_samples(img_dir, ann_dir), key=lambda x: x['img_path'])
         if not data_list:
             source = self.ann_file if self.ann_file and osp.isfile(self.ann_file) else img_dir
             raise FileNotFoundError(f'ADE20K split is empty: no "*{self.img_suffix}" images listed in {source}')
         return data_list
+
+
+    def _other_case_samples(self, img_dir: str, ann_dir: str | None) -> list[dict]:
+        """Images whose suffix differs from ``img_suffix`` only in case (``.JPG``), which mmseg's case-sensitive
+        listing leaves out of the split; they are included, with a warning naming how many."""
+        suffix = self.img_suffix.lower()
+        found = []
+        for root, _, files in os.walk(img_dir):
+            for name in files:
+                if name.lower().endswith(suffix) and not name.endswith(self.img_suffix):
+                    rel = osp.relpath(osp.join(root, name), img_dir)
+                    info = dict(img_path=osp.join(img_dir, rel), label_map=self.label_map,
+                                reduce_zero_label=self.reduce_zero_label, seg_fields=[])
+                    if ann_dir is not None:
+                        info['seg_map_path'] = osp.join(ann_dir, rel[:-len(suffix)] + self.seg_map_suffix)
+                    found.append(info)
+        if found:
+            print_log(f'{len(found)} image(s) in {img_dir} end in another case of "{self.img_suffix}" (e.g. '
+                      f'{found[0]["img_path"]}); they are included in the split.', logger='current',
+                      level=logging.WARNING)
+        return found
 
 
 def _checked(transform, num_classes: int):

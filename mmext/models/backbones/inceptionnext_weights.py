@@ -15,7 +15,14 @@ import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
-from mmext.checkpoint import CheckpointError, LoadReport, diff_state_dict, read_checkpoint, unwrap_state_dict
+from mmext.checkpoint import (
+    CheckpointError,
+    LoadReport,
+    check_finite_state_dict,
+    diff_state_dict,
+    read_checkpoint,
+    unwrap_state_dict,
+)
 from mmext.checkpoint.report import group_counts
 
 from .token_mixers import InceptionDWConv2d
@@ -114,7 +121,8 @@ def _signature(arch: Mapping) -> tuple:
     tm = {**_token_mixer_defaults(), **(arch.get('token_mixer') or {})}
     dims = tuple(arch['dims'])
     return (tuple(arch['depths']), dims, tuple(int(r * d) for r, d in zip(arch['mlp_ratios'], dims)),
-            tm['square_kernel_size'], tm['band_kernel_size'], tuple(int(d * tm['branch_ratio']) for d in dims))
+            tm['square_kernel_size'], tm['band_kernel_size'], tuple(int(d * tm['branch_ratio']) for d in dims),
+            tm.get('type', 'InceptionDWConv2d'), tuple(tm['branches']), tm['bands'], arch.get('block_norm', 'BN'))
 
 
 def arch_name(arch: Mapping, arch_settings: Mapping[str, Mapping]) -> str | None:
@@ -181,7 +189,8 @@ def load_backbone_state_dict(module: nn.Module, backbone: BackboneStateDict, fil
 
 def load_backbone_checkpoint(module: nn.Module, filename: str | os.PathLike, prefix: str | None = None,
                              strict: bool = True, map_location: str | torch.device | None = 'cpu',
-                             logger: str | logging.Logger = 'current', key: str | None = None) -> LoadReport:
+                             logger: str | logging.Logger = 'current', key: str | None = None,
+                             allow_non_finite: bool = False) -> LoadReport:
     """Load an InceptionNeXt checkpoint of any supported format into a backbone, strictly by default.
 
     Args:
@@ -193,6 +202,7 @@ def load_backbone_checkpoint(module: nn.Module, filename: str | os.PathLike, pre
         map_location: As in :func:`torch.load`.
         logger: Where the summary goes (mmengine's current logger by default).
         key: The checkpoint's top-level entry to read, e.g. ``'state_dict_ema'``; ``None`` tries the usual ones.
+        allow_non_finite: Load tensors holding NaN/Inf; by default they are refused, naming the tensors.
 
     Returns:
         The :class:`LoadReport` that was logged.
@@ -200,4 +210,6 @@ def load_backbone_checkpoint(module: nn.Module, filename: str | os.PathLike, pre
     filename = str(filename)
     checkpoint = read_checkpoint(filename, map_location)
     backbone = extract_backbone_state_dict(checkpoint, prefix, source=filename, key=key)
+    if not allow_non_finite:
+        check_finite_state_dict(backbone.state_dict, filename)
     return load_backbone_state_dict(module, backbone, filename, strict=strict, logger=logger)
