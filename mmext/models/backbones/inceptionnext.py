@@ -247,6 +247,10 @@ class InceptionNeXt(BaseModule):
     def init_weights(self) -> None:
         """Load ``init_cfg`` Pretrained weights strictly, or apply the default initialisation.
 
+        Besides mmengine's ``checkpoint`` / ``prefix`` / ``map_location``, the Pretrained dict takes ``strict``,
+        ``checkpoint_key`` (the wrapper entry, e.g. ``'state_dict_ema'``, ``'model_ema'``, ``'module'``) and
+        ``allow_non_finite`` (load NaN/Inf tensors instead of refusing them).
+
         Marks the module initialised, so the second ``init_weights()`` mmengine's Runner makes in ``train()``
         leaves the loaded weights in place.
         """
@@ -259,7 +263,9 @@ class InceptionNeXt(BaseModule):
                              f"init_cfg=dict(type='Pretrained', checkpoint=...), not inside a list: {cfg}")
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
             load_backbone_checkpoint(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
-                                     strict=cfg.get('strict', True), map_location=cfg.get('map_location', 'cpu'))
+                                     strict=cfg.get('strict', True), map_location=cfg.get('map_location', 'cpu'),
+                                     key=cfg.get('checkpoint_key'),
+                                     allow_non_finite=cfg.get('allow_non_finite', False))
             self._is_init = True
         else:
             super().init_weights()
