@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
@@ -20,7 +21,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmext.registry import MODELS
 
 from .inceptionnext_weights import describe_arch, infer_arch, load_backbone_checkpoint
-from .token_mixers import InceptionDWConv2d
+from .token_mixers import InceptionDWConv2d, build_token_mixer, check_token_mixer_cfg
+
+BLOCK_NORMS = ('BN', 'LN')
 
 
 class ConvMlp(nn.Module):
@@ -36,18 +39,41 @@ class ConvMlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an ``(N, C, H, W)`` tensor (channels-first), ConvNeXt's block norm."""
+
+    def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
+        super().__init__(num_channels, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
+                            self.eps).permute(0, 3, 1, 2)
+
+
+def build_block_norm(name: str, dim: int) -> nn.Module:
+    """The norm after a block's token mixer: ``'BN'`` (InceptionNeXt) or ``'LN'`` (:class:`LayerNorm2d`, the paper's
+    Table 8 "BN -> LN" and ConvNeXt)."""
+    if name == 'BN':
+        return nn.BatchNorm2d(dim)
+    if name == 'LN':
+        return LayerNorm2d(dim)
+    raise ValueError(f'block_norm must be one of {BLOCK_NORMS}, got {name!r}')
+
+
 class MetaNeXtBlock(nn.Module):
     """``x + drop_path(gamma * mlp(norm(token_mixer(x))))``: one residual per block.
 
-    :meth:`switch_to_deploy` folds ``norm`` into ``mlp.fc1`` and ``gamma`` into ``mlp.fc2``, leaving
-    ``x + drop_path(mlp(token_mixer(x)))`` with ``norm`` an identity and ``gamma`` ``None``.
+    ``token_mixer_cfg`` is ``dict(type=..., **kwargs)`` (see :func:`~.token_mixers.build_token_mixer`; the type
+    defaults to :class:`InceptionDWConv2d`), ``block_norm`` ``'BN'`` or ``'LN'``.
+    :meth:`switch_to_deploy` folds a BatchNorm ``norm`` into ``mlp.fc1`` and ``gamma`` into ``mlp.fc2``, leaving
+    ``x + drop_path(mlp(token_mixer(x)))`` with ``norm`` an identity and ``gamma`` ``None`` (a LayerNorm stays).
     """
 
     def __init__(self, dim: int, mlp_ratio: float = 4., token_mixer_cfg: dict | None = None,
-                 layer_scale_init_value: float = 1e-6, drop_path: float = 0.) -> None:
+                 layer_scale_init_value: float = 1e-6, drop_path: float = 0., block_norm: str = 'BN') -> None:
         super().__init__()
-        self.token_mixer = InceptionDWConv2d(dim, **(token_mixer_cfg or {}))
-        self.norm = nn.BatchNorm2d(dim)
+        self.token_mixer = build_token_mixer(token_mixer_cfg, dim)
+        self.norm = build_block_norm(block_norm, dim)
         self.mlp = ConvMlp(dim, int(mlp_ratio * dim))
         self.gamma = nn.Parameter(layer_scale_init_value * torch.ones(dim))
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
@@ -60,18 +86,20 @@ class MetaNeXtBlock(nn.Module):
 
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
-        """Fold the BN (its running statistics) into ``mlp.fc1`` and the layer scale into ``mlp.fc2``."""
+        """Fold the BN (its running statistics) into ``mlp.fc1`` and the layer scale into ``mlp.fc2``; a
+        LayerNorm depends on each input's statistics and stays."""
         if self.gamma is None:
             return
-        scale, shift = _bn_scale_shift(self.norm)
         fc1, fc2 = self.mlp.fc1, self.mlp.fc2
-        w1 = fc1.weight.double()
-        fc1.bias.copy_(fc1.bias.double() + (w1 * shift.reshape(1, -1, 1, 1)).sum((1, 2, 3)))
-        fc1.weight.copy_(w1 * scale.reshape(1, -1, 1, 1))
+        if isinstance(self.norm, _BatchNorm):
+            scale, shift = _bn_scale_shift(self.norm)
+            w1 = fc1.weight.double()
+            fc1.bias.copy_(fc1.bias.double() + (w1 * shift.reshape(1, -1, 1, 1)).sum((1, 2, 3)))
+            fc1.weight.copy_(w1 * scale.reshape(1, -1, 1, 1))
+            self.norm = nn.Identity()
         gamma = self.gamma.double()
         fc2.weight.copy_(fc2.weight.double() * gamma.reshape(-1, 1, 1, 1))
         fc2.bias.copy_(fc2.bias.double() * gamma)
-        self.norm = nn.Identity()
         self.register_parameter('gamma', None)
 
 
@@ -93,7 +121,7 @@ class MetaNeXtStage(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, depth: int, downsample: bool,
                  drop_path_rates: Sequence[float], mlp_ratio: float = 4., token_mixer_cfg: dict | None = None,
-                 layer_scale_init_value: float = 1e-6, with_cp: bool = False) -> None:
+                 layer_scale_init_value: float = 1e-6, with_cp: bool = False, block_norm: str = 'BN') -> None:
         super().__init__()
         if downsample:
             self.downsample = nn.Sequential(
@@ -101,7 +129,8 @@ class MetaNeXtStage(nn.Module):
         else:
             self.downsample = nn.Identity()
         self.blocks = nn.Sequential(*[
-            MetaNeXtBlock(out_channels, mlp_ratio, token_mixer_cfg, layer_scale_init_value, drop_path_rates[i])
+            MetaNeXtBlock(out_channels, mlp_ratio, token_mixer_cfg, layer_scale_init_value, drop_path_rates[i],
+                          block_norm)
             for i in range(depth)
         ])
         self.with_cp = with_cp
@@ -116,13 +145,75 @@ class MetaNeXtStage(nn.Module):
         return x
 
 
+def check_arch_options(arch: dict) -> None:
+    """Check an arch dict's ``token_mixer`` and ``block_norm`` entries (filling in the mixer's ``type``)."""
+    if arch.get('token_mixer') is not None:
+        arch['token_mixer'] = check_token_mixer_cfg(arch['token_mixer'])
+    if arch.get('block_norm', 'BN') not in BLOCK_NORMS:
+        raise ValueError(f"arch block_norm must be one of {BLOCK_NORMS}, got {arch['block_norm']!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_out_indices(out_indices: int | Sequence[int], num_outputs: int, what: str) -> tuple[int, ...]:
+    """``out_indices`` as non-negative, unique, increasing integers below ``num_outputs`` (negatives count from
+    the end); ``what`` names the outputs in errors (``'stages'``)."""
+    if _is_int(out_indices):
+        out_indices = [out_indices]
+    if isinstance(out_indices, (str, bytes)) or not isinstance(out_indices, Sequence):
+        raise TypeError(f'out_indices must be an int or a sequence of ints, got {out_indices!r}')
+    parsed = []
+    for index in out_indices:
+        if not _is_int(index):
+            raise TypeError(f'out_indices entries must be integers, got {index!r} in {tuple(out_indices)}')
+        if not -num_outputs <= index < num_outputs:
+            raise ValueError(f'out_indices entry {index} is out of range for {num_outputs} {what} '
+                             f'(valid: {-num_outputs}..{num_outputs - 1})')
+        parsed.append(index % num_outputs)
+    if not parsed or len(set(parsed)) != len(parsed) or parsed != sorted(parsed):
+        raise ValueError(f'out_indices must be non-empty, unique and increasing, got {tuple(out_indices)}')
+    return tuple(parsed)
+
+
+def check_frozen_stages(frozen_stages: int, num_stages: int) -> int:
+    """``frozen_stages`` if it is an integer in ``[-1, num_stages]`` (a bool is refused)."""
+    if not _is_int(frozen_stages):
+        raise TypeError(f'frozen_stages must be an integer in [-1, {num_stages}], got {frozen_stages!r}')
+    if not -1 <= frozen_stages <= num_stages:
+        raise ValueError(f'frozen_stages must be in [-1, {num_stages}], got {frozen_stages}')
+    return frozen_stages
+
+
+def check_drop_path_rate(drop_path_rate: float) -> None:
+    """Refuse a stochastic depth rate outside ``[0, 1)`` (1 drops every residual branch: NaN outputs)."""
+    if isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float)) \
+            or not 0 <= drop_path_rate < 1:
+        raise ValueError(f'drop_path_rate must be a number in [0, 1), got {drop_path_rate!r}')
+
+
+def check_input_size(x: torch.Tensor, min_size: int, name: str) -> None:
+    """Raise a ``ValueError`` stating ``min_size`` when ``x`` (NCHW) is smaller in height or width."""
+    if x.dim() != 4:
+        raise ValueError(f'{name} expects an (N, C, H, W) input, got shape {tuple(x.shape)}')
+    height, width = x.shape[-2:]
+    if not torch.jit.is_tracing() and (height < min_size or width < min_size):
+        raise ValueError(f'{name} needs inputs of at least {min_size}x{min_size} pixels (the stride of its '
+                         f'deepest output), got {height}x{width}')
+
+
 @MODELS.register_module()
 class InceptionNeXt(BaseModule):
     """InceptionNeXt backbone returning multi-scale features (strides 4, 8, 16, 32).
 
     Args:
         arch: A name in :attr:`arch_settings` or a dict with ``depths``, ``dims``, ``mlp_ratios`` and optionally
-            ``token_mixer`` (kwargs of :class:`InceptionDWConv2d`, e.g. ``band_kernel_size``, ``branch_ratio``).
+            ``token_mixer`` (``dict(type=..., **kwargs)``, type one of
+            :data:`~mmext.models.backbones.token_mixers.TOKEN_MIXERS`, default ``'InceptionDWConv2d'`` with e.g.
+            ``band_kernel_size``, ``branch_ratio``, ``branches``, ``bands``) and ``block_norm`` (``'BN'``, default,
+            or ``'LN'``, the norm after each block's mixer). The paper's variants are in
+            :data:`mmext.models.variants.PAPER_VARIANTS`.
         in_channels: Input image channels.
         out_indices: Stages whose outputs are returned, in increasing order; negative indices count from the end.
         out_norm_cfg: If given, a new norm layer built from it is applied to each returned stage output (the
@@ -130,7 +221,7 @@ class InceptionNeXt(BaseModule):
         frozen_stages: ``-1`` freezes nothing, ``0`` the stem, ``k > 0`` the stem and stages ``0..k-1`` (with
             their output norms): parameters get no gradient and BN layers stay in eval mode.
         norm_eval: Keep every BatchNorm of the backbone in eval mode during training.
-        drop_path_rate: Stochastic depth rate, increasing linearly over all blocks from 0.
+        drop_path_rate: Stochastic depth rate in ``[0, 1)``, increasing linearly over all blocks from 0.
         layer_scale_init_value: Initial value of the per-channel ``gamma``.
         with_cp: Use gradient checkpointing on each block to save memory.
         fast_mixer: Whether the token mixers use the fused op on CUDA (see :class:`InceptionDWConv2d`). ``None``
@@ -141,6 +232,9 @@ class InceptionNeXt(BaseModule):
             ``tools/model_converters/inceptionnext_deploy.py``.
         init_cfg: Initialisation; ``dict(type='Pretrained', checkpoint=...)`` loads an official, timm or mmengine
             checkpoint strictly (see :func:`~mmext.models.backbones.inceptionnext_weights.load_backbone_checkpoint`).
+
+    Inputs must be at least :attr:`min_input_size` pixels high and wide (32 for the default four stages: the
+    stride of the deepest returned stage); smaller ones raise a ``ValueError`` stating the minimum.
     """
 
     arch_settings = {
@@ -168,10 +262,9 @@ class InceptionNeXt(BaseModule):
         self.arch = self._parse_arch(arch)
         depths, dims = self.arch['depths'], self.arch['dims']
         self.num_stages = len(depths)
-        self.out_indices = self._parse_out_indices(out_indices, self.num_stages)
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], got {frozen_stages}')
-        self.frozen_stages = frozen_stages
+        self.out_indices = parse_out_indices(out_indices, self.num_stages, 'stages')
+        self.frozen_stages = check_frozen_stages(frozen_stages, self.num_stages)
+        check_drop_path_rate(drop_path_rate)
         self.norm_eval = norm_eval
 
         self.stem = nn.Sequential(nn.Conv2d(in_channels, dims[0], kernel_size=4, stride=4), nn.BatchNorm2d(dims[0]))
@@ -183,7 +276,8 @@ class InceptionNeXt(BaseModule):
             self.stages.append(MetaNeXtStage(
                 prev_dim, dim, depth, downsample=i > 0, drop_path_rates=dpr[block_idx:block_idx + depth],
                 mlp_ratio=self.arch['mlp_ratios'][i], token_mixer_cfg=self.arch.get('token_mixer'),
-                layer_scale_init_value=layer_scale_init_value, with_cp=with_cp))
+                layer_scale_init_value=layer_scale_init_value, with_cp=with_cp,
+                block_norm=self.arch.get('block_norm', 'BN')))
             stride *= 2 if i > 0 else 1
             self.feature_info.append(dict(num_chs=dim, reduction=stride, module=f'stages.{i}'))
             prev_dim, block_idx = dim, block_idx + depth
@@ -213,26 +307,19 @@ class InceptionNeXt(BaseModule):
         missing = {'depths', 'dims', 'mlp_ratios'} - set(arch)
         if missing:
             raise ValueError(f'Custom arch is missing keys {sorted(missing)}: {arch}')
-        unknown = set(arch) - {'depths', 'dims', 'mlp_ratios', 'token_mixer'}
+        unknown = set(arch) - {'depths', 'dims', 'mlp_ratios', 'token_mixer', 'block_norm'}
         if unknown:
             raise ValueError(f'Custom arch has unknown keys {sorted(unknown)}: {arch}')
         if not len(arch['depths']) == len(arch['dims']) == len(arch['mlp_ratios']):
             raise ValueError(f'depths, dims and mlp_ratios must have one entry per stage: {arch}')
-        return copy.deepcopy(dict(arch))
+        arch = copy.deepcopy(dict(arch))
+        check_arch_options(arch)
+        return arch
 
-    @staticmethod
-    def _parse_out_indices(out_indices: int | Sequence[int], num_stages: int) -> tuple[int, ...]:
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        parsed = []
-        for index in out_indices:
-            if not -num_stages <= index < num_stages:
-                raise ValueError(f'out_indices entry {index} is out of range for {num_stages} stages '
-                                 f'(valid: {-num_stages}..{num_stages - 1})')
-            parsed.append(index % num_stages)
-        if not parsed or len(set(parsed)) != len(parsed) or parsed != sorted(parsed):
-            raise ValueError(f'out_indices must be non-empty, unique and increasing, got {tuple(out_indices)}')
-        return tuple(parsed)
+    @property
+    def min_input_size(self) -> int:
+        """Smallest input height and width the network takes: the stride of the deepest stage it runs."""
+        return self.feature_info[self.out_indices[-1]]['reduction']
 
     @property
     def channels(self) -> tuple[int, ...]:
@@ -322,6 +409,7 @@ class InceptionNeXt(BaseModule):
                 param.requires_grad = False
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        check_input_size(x, self.min_input_size, type(self).__name__)
         x = self.stem(x)
         outs = []
         for i, stage in enumerate(self.stages):
