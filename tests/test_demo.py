@@ -1,6 +1,5 @@
 """The `make demo` job (tools/demo_train.py) on a small run, and the synthetic ADE20K-layout data it trains on."""
 import hashlib
-import importlib.util
 from pathlib import Path
 
 import cv2
@@ -22,13 +21,6 @@ PIPELINE = [
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
 ]
-
-
-def load_demo_tool(repo_root: Path):
-    spec = importlib.util.spec_from_file_location('demo_train', repo_root / 'tools' / 'demo_train.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def digest(folder: Path) -> str:
@@ -65,8 +57,8 @@ def test_chance_miou():
         chance_miou(np.zeros(150))
 
 
-def test_demo_trains_evaluates_and_draws(tmp_path, repo_root):
-    demo = load_demo_tool(repo_root)
+def test_demo_trains_evaluates_and_draws(tmp_path, load_tool):
+    demo = load_tool('tools/demo_train.py')
     work_dir = tmp_path / 'demo'
     summary = demo.main(['--work-dir', str(work_dir), '--iters', '10', '--num-train', '16', '--num-val', '2',
                          '--batch-size', '2', '--seed', '3'])

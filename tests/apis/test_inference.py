@@ -108,17 +108,9 @@ def test_bad_images_raise_naming_the_culprit(tmp_path):
         load_image(np.zeros((8, 8, 2), dtype=np.uint8))
 
 
-def _randomize(model: torch.nn.Module, seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for tensor in model.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
-
-
-def test_training_checkpoint_round_trip(model, upernet_cfg, sample_images, tmp_path):
+def test_training_checkpoint_round_trip(randomise_weights, model, upernet_cfg, sample_images, tmp_path):
     source = init_segmentor(upernet_cfg, cfg_options=small_upernet())
-    _randomize(source, seed=1)
+    randomise_weights(source, seed=1)
     dataset_meta = dict(classes=tuple(f'c{i}' for i in range(150)), palette=[[i, i, i] for i in range(150)])
     # What WeightsOnlyCheckpointHook makes of an mmengine Runner checkpoint: numpy values encoded.
     checkpoint = dict(meta=to_weights_only(dict(dataset_meta=dataset_meta, seed=np.int64(0), iter=10)),
@@ -132,9 +124,9 @@ def test_training_checkpoint_round_trip(model, upernet_cfg, sample_images, tmp_p
     np.testing.assert_array_equal(inference_segmentor(loaded, crop), inference_segmentor(source, crop))
 
 
-def test_backbone_only_checkpoint_loads_into_backbone(upernet_cfg, tmp_path):
+def test_backbone_only_checkpoint_loads_into_backbone(randomise_weights, upernet_cfg, tmp_path):
     source = init_segmentor(upernet_cfg, cfg_options=small_upernet())
-    _randomize(source, seed=2)
+    randomise_weights(source, seed=2)
     official = {k: v for k, v in source.backbone.state_dict().items() if not k.startswith('out_norms.')}
     torch.save(official, tmp_path / 'backbone.pth')  # the released plain-state-dict layout
     loaded = init_segmentor(upernet_cfg, tmp_path / 'backbone.pth', cfg_options=small_upernet())

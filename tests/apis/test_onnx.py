@@ -17,20 +17,6 @@ SMALL_ARCH = dict(_delete_=True, depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), ml
                   token_mixer=dict(band_kernel_size=5, branch_ratio=0.25))
 
 
-def _randomize(model: nn.Module, seed: int) -> None:
-    """Random weights, BN statistics and layer scales of order 1, so every layer moves the logits."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            if name.endswith(('running_var', 'gamma')) or name.endswith('weight') and tensor.ndim == 1:
-                tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
-            else:
-                tensor.copy_(torch.randn(tensor.shape, generator=gen) * (0.5 if tensor.ndim == 1 else
-                                                                        tensor[0].numel() ** -0.5))
-
-
 def _sample_images(ade20k_samples: Path) -> list[np.ndarray]:
     images = [cv2.imread(str(p)) for p in sorted((ade20k_samples / 'images' / 'validation').glob('*.jpg'))]
     assert [im.shape[:2] for im in images] == [(512, 683), (364, 500), (300, 400)]
@@ -52,12 +38,12 @@ def test_dynamic_adaptive_pool_equals_torch(in_size, out_size):
                                rtol=1e-5, atol=1e-6)
 
 
-def test_upernet_onnx_matches_pytorch_on_ade20k_samples(repo_root, ade20k_samples, tmp_path):
+def test_upernet_onnx_matches_pytorch_on_ade20k_samples(randomise_weights, repo_root, ade20k_samples, tmp_path):
     dims = list(SMALL_ARCH['dims'])
     model = init_segmentor(repo_root / 'configs/upernet_inceptionnext_t_ade20k.py', cfg_options={
         'model.backbone.arch': SMALL_ARCH, 'model.decode_head.in_channels': dims, 'model.decode_head.channels': 16,
         'model.auxiliary_head.in_channels': dims[2], 'model.auxiliary_head.channels': 16})
-    _randomize(model, seed=0)
+    randomise_weights(model, seed=0)
     onnx_file = export_onnx(model, tmp_path / 'upernet.onnx', shape=(256, 320))
 
     graph = onnx.load(str(onnx_file)).graph
@@ -69,11 +55,11 @@ def test_upernet_onnx_matches_pytorch_on_ade20k_samples(repo_root, ade20k_sample
     _assert_parity(check_onnx_parity(model, onnx_file, images), [(512, 683), (364, 500), (300, 400), (97, 131)])
 
 
-def test_fpn_deploy_onnx_matches_unfolded_pytorch(repo_root, ade20k_samples, tmp_path):
+def test_fpn_deploy_onnx_matches_unfolded_pytorch(randomise_weights, repo_root, ade20k_samples, tmp_path):
     model = init_segmentor(repo_root / 'configs/fpn_inceptionnext_t_ade20k.py', cfg_options={
         'model.backbone.arch': SMALL_ARCH, 'model.neck.in_channels': list(SMALL_ARCH['dims']),
         'model.neck.out_channels': 16, 'model.decode_head.in_channels': [16] * 4, 'model.decode_head.channels': 16})
-    _randomize(model, seed=1)
+    randomise_weights(model, seed=1)
     onnx_file = export_onnx(model, tmp_path / 'fpn.onnx', shape=(128, 128), deploy=True)
     folded = prepare_for_export(model, deploy=True).backbone
     assert not any(isinstance(m, _BatchNorm) for m in [*folded.stem.modules(), *folded.stages.modules()])
@@ -82,11 +68,11 @@ def test_fpn_deploy_onnx_matches_unfolded_pytorch(repo_root, ade20k_samples, tmp
                    [(512, 683), (364, 500), (300, 400)])
 
 
-def test_real_upernet_t_structure_exports(repo_root, tmp_path):
+def test_real_upernet_t_structure_exports(randomise_weights, repo_root, tmp_path):
     """The unmodified UperNet-T config (tiny backbone, 512-channel UperHead, SyncBN), on small inputs for speed."""
     cfg = Config.fromfile(str(repo_root / 'configs/upernet_inceptionnext_t_ade20k.py'))
     model = init_segmentor(cfg)
-    _randomize(model, seed=2)
+    randomise_weights(model, seed=2)
     onnx_file = export_onnx(model, tmp_path / 'upernet_t.onnx', shape=(128, 128))
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 256, shape, np.uint8) for shape in ((160, 224, 3), (96, 64, 3))]

@@ -1,5 +1,4 @@
 """tools/benchmark.py and mmext.analysis.benchmark on CPU with tiny inputs (the numbers themselves are not checked)."""
-import importlib.util
 import json
 
 import pytest
@@ -39,10 +38,8 @@ def test_upernet_segmentor_train_step(repo_root):
     assert result['img_per_s'] > 0 and result['repeats'] == 1
 
 
-def test_cli_json_and_errors(tmp_path, repo_root, capsys):
-    spec = importlib.util.spec_from_file_location('benchmark_cli', repo_root / 'tools/benchmark.py')
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+def test_cli_json_and_errors(tmp_path, load_tool, capsys):
+    cli = load_tool('tools/benchmark.py')
     out = tmp_path / 'bench.json'
     argv = ['--device', 'cpu', '--protocol', 'dense', '--mode', 'infer', '--batch-size', '1', '--img-size', '32',
             '--models', 'convnext_t', 'inceptionnext_t', '--deploy', '--warmup', '1', '--repeats', '2', '--steps',

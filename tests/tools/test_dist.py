@@ -36,47 +36,6 @@ class RankProbeHook(Hook):
 '''
 
 
-def write_config(path: Path, repo_root: Path, data_root: Path) -> Path:
-    """Tiny UperNet-InceptionNeXt (SyncBN, as in the repo's base) on the real samples, 2 images per process."""
-    path.write_text(f'''
-_base_ = ['{repo_root}/configs/_base_/models/upernet_inceptionnext.py', 'mmseg::_base_/datasets/ade20k.py',
-          'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_160k.py']
-custom_imports = dict(imports=['mmext', 'rank_probe'])
-custom_hooks = [dict(type='RankProbeHook')]
-crop_size = (64, 64)
-model = dict(
-    data_preprocessor=dict(size=crop_size),
-    backbone=dict(arch=dict(_delete_=True, depths=(1, 1, 1, 1), dims=(16, 32, 64, 128), mlp_ratios=(2, 2, 2, 2)),
-                  init_cfg=None),
-    decode_head=dict(in_channels=[16, 32, 64, 128], channels=16, num_classes=150),
-    auxiliary_head=dict(in_channels=64, channels=16, num_classes=150))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='RandomResize', scale=(256, 64), ratio_range=(0.5, 2.0), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='PackSegInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(256, 64), keep_ratio=True),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='PackSegInputs'),
-]
-split = dict(img_path='images/validation', seg_map_path='annotations/validation')
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False, dataset=dict(
-    type='CheckedADE20KDataset', data_root='{data_root}', data_prefix=split, pipeline=train_pipeline))
-test_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False, dataset=dict(
-    type='CheckedADE20KDataset', data_root='{data_root}', data_prefix=split, pipeline=test_pipeline))
-val_dataloader = val_cfg = val_evaluator = None
-optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, weight_decay=0.01))
-param_scheduler = []
-train_cfg = dict(max_iters=2, val_interval=1000)
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))
-''')
-    return path
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
@@ -89,11 +48,13 @@ def run_script(script: Path, *args: str, cwd: Path) -> subprocess.CompletedProce
                           timeout=400)
 
 
-def test_two_process_cpu_train_then_test(repo_root, ade20k_samples, tmp_path):
+def test_two_process_cpu_train_then_test(repo_root, write_tiny_seg_config, ade20k_samples, tmp_path):
     if torch.cuda.is_available():
         pytest.skip('exercises the CPU (gloo) path')
     (tmp_path / 'rank_probe.py').write_text(PROBE)
-    cfg = write_config(tmp_path / 'tiny_dist.py', repo_root, ade20k_samples)
+    cfg = write_tiny_seg_config(tmp_path / 'tiny_dist.py', ade20k_samples, max_iters=2, extra=(
+        "custom_imports = dict(imports=['mmext', 'rank_probe'])\n"
+        "custom_hooks = [dict(type='RankProbeHook')]"))
     work_dir = tmp_path / 'work'
 
     train = run_script(repo_root / 'tools' / 'dist_train.sh', str(cfg), '2', '--work-dir', str(work_dir),

@@ -21,40 +21,6 @@ from mmext.evaluation import PerClassIoUMetric
 IGNORE = 255
 
 
-def write_config(path: Path, repo_root: Path, data_root: Path) -> Path:
-    """Tiny UperNet-InceptionNeXt tested on the real samples at reduced size; TTA at two scales x flip."""
-    path.write_text(f'''
-_base_ = ['{repo_root}/configs/_base_/models/upernet_inceptionnext.py', 'mmseg::_base_/datasets/ade20k.py',
-          'mmseg::_base_/default_runtime.py']
-model = dict(
-    data_preprocessor=dict(size=(64, 64)),
-    backbone=dict(arch=dict(_delete_=True, depths=(1, 1, 1, 1), dims=(16, 32, 64, 128), mlp_ratios=(2, 2, 2, 2)),
-                  init_cfg=None),
-    decode_head=dict(in_channels=[16, 32, 64, 128], channels=16, num_classes=150),
-    auxiliary_head=dict(in_channels=64, channels=16, num_classes=150))
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(256, 64), keep_ratio=True),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='PackSegInputs'),
-]
-tta_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='TestTimeAug', transforms=[
-        [dict(type='Resize', scale=s, keep_ratio=True) for s in [(192, 48), (256, 64)]],
-        [dict(type='RandomFlip', prob=p, direction='horizontal') for p in (0., 1.)],
-        [dict(type='LoadAnnotations')], [dict(type='PackSegInputs')]]),
-]
-test_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False, dataset=dict(
-    type='CheckedADE20KDataset', data_root='{data_root}',
-    data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'), pipeline=test_pipeline))
-test_cfg = dict(type='TestLoop')
-test_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-train_dataloader = train_cfg = optim_wrapper = val_dataloader = val_cfg = val_evaluator = None
-''')
-    return path
-
-
 def random_checkpoint(cfg: Config, path: Path, seed: int = 0) -> Path:
     """Weights of a randomly initialised model (conv_seg scaled up, so predictions use many classes)."""
     with DefaultScope.overwrite_default_scope('mmseg'):
@@ -129,8 +95,8 @@ def test_random_maps_match_bincount():
     assert summary['mIoU'] == pytest.approx(100 * np.nanmean(expected['IoU']))
 
 
-def test_runner_evaluation_on_real_samples_matches_bincount(repo_root, ade20k_samples, tmp_path):
-    cfg = Config.fromfile(write_config(tmp_path / 'tiny.py', repo_root, ade20k_samples))
+def test_runner_evaluation_on_real_samples_matches_bincount(write_tiny_seg_config, ade20k_samples, tmp_path):
+    cfg = Config.fromfile(write_tiny_seg_config(tmp_path / 'tiny.py', ade20k_samples, max_iters=None))
     cfg.work_dir = str(tmp_path / 'work')
     cfg.test_evaluator['output_dir'] = str(tmp_path / 'pred')  # the predictions, for an independent computation
     checkpoint = random_checkpoint(cfg, tmp_path / 'model.pth')
@@ -160,8 +126,8 @@ def test_runner_evaluation_on_real_samples_matches_bincount(repo_root, ade20k_sa
     assert len(table.splitlines()) == 2 + 150
 
 
-def test_eval_miou_tool_writes_both_modes(repo_root, ade20k_samples, tmp_path):
-    cfg_path = write_config(tmp_path / 'tiny.py', repo_root, ade20k_samples)
+def test_eval_miou_tool_writes_both_modes(repo_root, write_tiny_seg_config, ade20k_samples, tmp_path):
+    cfg_path = write_tiny_seg_config(tmp_path / 'tiny.py', ade20k_samples, max_iters=None, tta=True)
     checkpoint = random_checkpoint(Config.fromfile(cfg_path), tmp_path / 'model.pth')
     out_json = tmp_path / 'results' / 'miou.json'
     result = subprocess.run(

@@ -1,6 +1,5 @@
 """tools/deploy/export_onnx.py: export the real Semantic FPN config (atto backbone, random weights), then the tool's
 own onnxruntime-vs-PyTorch check on a real ADE20K sample at its native size."""
-import importlib.util
 import re
 
 import onnx
@@ -9,11 +8,8 @@ import pytest
 
 
 @pytest.fixture(scope='module')
-def export_tool(repo_root):
-    spec = importlib.util.spec_from_file_location('export_onnx', repo_root / 'tools/deploy/export_onnx.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def export_tool(load_tool):
+    return load_tool('tools/deploy/export_onnx.py')
 
 
 def test_export_prints_parity_and_versions(export_tool, repo_root, ade20k_samples, tmp_path, capsys):

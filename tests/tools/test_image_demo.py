@@ -1,5 +1,4 @@
 """tools/demo/image_demo.py on the real ADE20K samples: pictures per image, ground truth side by side, bad input."""
-import importlib.util
 import shutil
 
 import cv2
@@ -12,11 +11,8 @@ SMALL = ['model.backbone.arch=atto', 'model.decode_head.in_channels=[40,80,160,3
 
 
 @pytest.fixture(scope='module')
-def demo(repo_root):
-    spec = importlib.util.spec_from_file_location('image_demo', repo_root / 'tools/demo/image_demo.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def demo(load_tool):
+    return load_tool('tools/demo/image_demo.py')
 
 
 @pytest.fixture(scope='module')

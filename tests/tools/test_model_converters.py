@@ -1,9 +1,7 @@
 """tools/model_converters/inceptionnext2mmseg.py: released formats -> verified mmengine backbone checkpoints."""
-import importlib.util
 
 import pytest
 import safetensors.torch
-import timm
 import torch
 
 from mmext.models import InceptionNeXt
@@ -11,19 +9,13 @@ from mmext.models.backbones.inceptionnext_weights import load_backbone_checkpoin
 
 
 @pytest.fixture(scope='module')
-def converter(repo_root):
-    spec = importlib.util.spec_from_file_location(
-        'inceptionnext2mmseg', repo_root / 'tools' / 'model_converters' / 'inceptionnext2mmseg.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def converter(load_tool):
+    return load_tool('tools/model_converters/inceptionnext2mmseg.py')
 
 
 @pytest.fixture(scope='module')
-def timm_atto_safetensors(tmp_path_factory):
-    gen = torch.Generator().manual_seed(1)
-    state_dict = {k: torch.randn(v.shape, generator=gen) if v.is_floating_point() else v.clone()
-                  for k, v in timm.create_model('inception_next_atto').state_dict().items()}
+def timm_atto_safetensors(tmp_path_factory, timm_state_dict):
+    state_dict = timm_state_dict('atto', seed=1)
     path = tmp_path_factory.mktemp('timm') / 'model.safetensors'
     safetensors.torch.save_file(state_dict, path)
     return path, state_dict

@@ -1,5 +1,4 @@
 """Deploy mode: BN folding keeps the eval-mode outputs, and deploy checkpoints load and export."""
-import importlib.util
 
 import numpy as np
 import pytest
@@ -12,21 +11,6 @@ from mmext.models.backbones.inceptionnext_convert import convert_checkpoint_to_d
 TINY_ARCH = dict(depths=(1, 2), dims=(16, 32), mlp_ratios=(4, 3), token_mixer=dict(branch_ratio=0.25))
 
 
-def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BN statistics, affine parameters and layer scales, so every fold is exercised."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.rand(m.num_features, generator=gen) * 2 - 1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=gen) * 1.5 + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-                m.bias.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
-            if isinstance(getattr(m, 'gamma', None), nn.Parameter):
-                m.gamma.copy_(torch.rand(m.gamma.shape, generator=gen) * 0.9 + 0.1)
-    return model.eval()
-
-
 def _assert_outputs_close(ref, out):
     assert len(ref) == len(out)
     for a, b in zip(ref, out, strict=True):
@@ -34,9 +18,9 @@ def _assert_outputs_close(ref, out):
 
 
 @pytest.mark.parametrize('arch', ['atto', 'tiny'])
-def test_switch_to_deploy_keeps_outputs(arch):
+def test_switch_to_deploy_keeps_outputs(randomise_weights, arch):
     torch.manual_seed(0)
-    model = _randomise(InceptionNeXt(arch, out_norm_cfg=dict(type='BN')))
+    model = randomise_weights(InceptionNeXt(arch, out_norm_cfg=dict(type='BN')))
     x = torch.randn(1, 3, 32, 64)
     with torch.no_grad():
         ref = model(x)
@@ -55,8 +39,8 @@ def test_switch_to_deploy_keeps_outputs(arch):
         _assert_outputs_close(ref, model(x))
 
 
-def test_deploy_model_loads_folded_state_dict_and_keeps_options():
-    model = _randomise(InceptionNeXt(TINY_ARCH, out_indices=(0, 1)))
+def test_deploy_model_loads_folded_state_dict_and_keeps_options(randomise_weights):
+    model = randomise_weights(InceptionNeXt(TINY_ARCH, out_indices=(0, 1)))
     folded = deploy_state_dict(model.state_dict())
     deployed = InceptionNeXt(TINY_ARCH, out_indices=(0, 1), deploy=True, frozen_stages=1)
     deployed.load_state_dict(folded, strict=True)
@@ -70,9 +54,9 @@ def test_deploy_model_loads_folded_state_dict_and_keeps_options():
         deploy_state_dict(folded)
 
 
-def test_convert_checkpoint_keeps_heads_and_loads_into_deploy_backbone(tmp_path):
+def test_convert_checkpoint_keeps_heads_and_loads_into_deploy_backbone(randomise_weights, tmp_path):
     """A segmentor-style mmengine checkpoint: ``backbone.*`` folded, other tensors kept, loads via init_cfg."""
-    model = _randomise(InceptionNeXt('atto', out_norm_cfg=dict(type='BN')))
+    model = randomise_weights(InceptionNeXt('atto', out_norm_cfg=dict(type='BN')))
     head = torch.randn(4, 320)
     src, dst = tmp_path / 'seg.pth', tmp_path / 'seg_deploy.pth'
     state = {f'backbone.{k}': v for k, v in model.state_dict().items()}
@@ -92,12 +76,9 @@ def test_convert_checkpoint_keeps_heads_and_loads_into_deploy_backbone(tmp_path)
         _assert_outputs_close(model(x), deployed(x))
 
 
-def test_converter_cli(tmp_path, repo_root, capsys):
-    spec = importlib.util.spec_from_file_location(
-        'inceptionnext_deploy', repo_root / 'tools/model_converters/inceptionnext_deploy.py')
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    model = _randomise(InceptionNeXt(TINY_ARCH, out_indices=(0, 1)))
+def test_converter_cli(randomise_weights, tmp_path, load_tool, capsys):
+    cli = load_tool('tools/model_converters/inceptionnext_deploy.py')
+    model = randomise_weights(InceptionNeXt(TINY_ARCH, out_indices=(0, 1)))
     state = dict(model.state_dict(), **{'head.fc2.weight': torch.zeros(10, 96)})  # official layout, with head
     src, dst = tmp_path / 'inceptionnext_custom.pth', tmp_path / 'custom_deploy.pth'
     torch.save(state, src)
@@ -110,9 +91,9 @@ def test_converter_cli(tmp_path, repo_root, capsys):
     assert 'missing.pth' in capsys.readouterr().err
 
 
-def test_deploy_backbone_exports_to_onnx(tmp_path):
+def test_deploy_backbone_exports_to_onnx(randomise_weights, tmp_path):
     onnxruntime = pytest.importorskip('onnxruntime')
-    model = _randomise(InceptionNeXt(TINY_ARCH, out_indices=(0, 1))).switch_to_deploy()
+    model = randomise_weights(InceptionNeXt(TINY_ARCH, out_indices=(0, 1))).switch_to_deploy()
     x = torch.randn(1, 3, 64, 64)
     out_file = tmp_path / 'backbone_deploy.onnx'
     with torch.no_grad():
