@@ -26,7 +26,9 @@ CONFIGS = sorted((REPO_ROOT / 'configs').glob('*_ade20k.py'))
 CONFIG_IDS = [p.stem for p in CONFIGS]
 
 RELEASES = 'https://github.com/sail-sg/inceptionnext/releases/download/model/'
-# The paper's recipes (REFERENCE.md §2): iterations, total batch (8 GPUs x per-GPU), lr, weight decay, drop path.
+# The paper's recipes: iterations, total batch (8 GPUs x per-GPU), lr, weight decay, drop path. UperNet (paper
+# Table 6, Swin's recipe): 160k iters, batch 16, AdamW lr 6e-5, wd 0.01, drop path T/S/B 0.2/0.3/0.4. Semantic FPN
+# (paper Table 7, PoolFormer's recipe): 40k iters, batch 32, AdamW lr 2e-4, wd 1e-4, drop path 0.1/0.2/0.2.
 UPERNET = dict(iters=160000, batch_per_gpu=2, lr=6e-5, weight_decay=0.01)
 FPN = dict(iters=40000, batch_per_gpu=4, lr=2e-4, weight_decay=1e-4)
 RECIPES = {

@@ -14,7 +14,7 @@ from mmext.datasets.synthetic_coco import SYNTHETIC_COCO_CLASSES, generate_synth
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO_ROOT / 'configs').glob('*_inceptionnext_*_coco.py'))
-# Backbone parameters without the classification head (REFERENCE.md), by config variant letter.
+# Backbone parameters without the classification head (timm's inception_next_* minus head.*), by variant letter.
 BACKBONE_PARAMS = {'t': 23_974_296, 's': 45_292_632, 'b': 80_444_192}
 # Whole detectors as built here (2-core CPU, init_cfg dropped): a pin against accidental config changes.
 DETECTOR_PARAMS = {
