@@ -3,10 +3,12 @@
     python tools/eval_miou.py CONFIG CHECKPOINT [--tta] [--out-json PATH] [--data-root DIR] [--cfg-options k=v ...]
 
 Runs the Runner's test loop on the config's test split (ADE20K validation) with mmseg's IoUMetric, prints a table
-per mode and writes them all to one JSON file (default: WORK_DIR/eval_miou.json).
+per mode and writes them all to one JSON file (default: WORK_DIR/eval_miou.json). The output path is checked
+before the evaluation, and the tables are printed before the file is written.
 """
 import argparse
 import json
+import os
 import os.path as osp
 
 from mmengine.utils import mkdir_or_exist
@@ -32,19 +34,33 @@ def main() -> None:
     if args.data_root is not None:
         cfg.test_dataloader.dataset.data_root = args.data_root
 
+    out_json = args.out_json or osp.join(cfg.work_dir, 'eval_miou.json')
+    check_writable(out_json)  # before the evaluation, not after it
+
     report = dict(config=args.config, checkpoint=args.checkpoint, data_root=cfg.test_dataloader.dataset.data_root,
                   single_scale=evaluate_segmentation(cfg, args.checkpoint))
     if args.tta:
         report['ms_flip'] = evaluate_segmentation(cfg, args.checkpoint, tta=True)
 
-    out_json = args.out_json or osp.join(cfg.work_dir, 'eval_miou.json')
-    mkdir_or_exist(osp.dirname(osp.abspath(out_json)))
-    with open(out_json, 'w') as f:
-        json.dump(report, f, indent=1)
     for key in ('single_scale', 'ms_flip'):
         if key in report:
-            print(format_seg_results(report[key]), end='\n\n')
+            print(format_seg_results(report[key]), end='\n\n', flush=True)
+    with open(out_json, 'w') as f:
+        json.dump(report, f, indent=1)
     print(f'results written to {out_json}')
+
+
+def check_writable(path: str) -> None:
+    """Create ``path``'s folder and make sure the file can be written; raise ``SystemExit`` naming it if not."""
+    folder = osp.dirname(osp.abspath(path))
+    try:
+        mkdir_or_exist(folder)
+    except OSError as e:
+        raise SystemExit(f'--out-json {path}: cannot create folder {folder} ({e})') from None
+    if osp.isdir(path):
+        raise SystemExit(f'--out-json {path} is a directory; give a file name')
+    if not os.access(folder, os.W_OK) or (osp.exists(path) and not os.access(path, os.W_OK)):
+        raise SystemExit(f'--out-json {path} is not writable')
 
 
 if __name__ == '__main__':

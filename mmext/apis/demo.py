@@ -1,7 +1,7 @@
 """Segment images and write pictures of the result: the functions behind ``tools/demo/image_demo.py``.
 
-Per image one PNG, ``<out_dir>/<image stem>.png``: the prediction blended over the image with a legend of the
-classes present, or, when a ground-truth annotation is given, input / ground truth / prediction side by side
+Per image one PNG, ``<out_dir>/<image stem>.png`` (``<stem>_<suffix>.png`` when two inputs share a stem): the
+prediction blended over the image with a legend of the classes present, or, when a ground-truth annotation is given, input / ground truth / prediction side by side
 with one legend (drawing: :mod:`mmext.visualization`).
 """
 from __future__ import annotations
@@ -113,6 +113,12 @@ def run_demo(model: BaseSegmentor, inputs: str | Path, out_dir: str | Path, ann:
     single = Path(inputs).is_file()
     ann = Path(ann) if ann is not None else None
     out_dir = Path(out_dir)
+    outputs = output_names(images, out_dir)
+    inputs_resolved = {p.resolve() for p in images}
+    clashes = [str(o) for o in outputs.values() if o.resolve() in inputs_resolved]
+    if clashes:
+        raise ValueError(f'refusing to overwrite input image(s) {", ".join(clashes[:5])}: choose an --out-dir '
+                         'other than the input folder')
     out_dir.mkdir(parents=True, exist_ok=True)
     report = DemoReport()
     bar = ProgressBar(len(images)) if progress and not single else None
@@ -121,11 +127,11 @@ def run_demo(model: BaseSegmentor, inputs: str | Path, out_dir: str | Path, ann:
             ann_file = _annotation_for(image, ann, single)
             gt = load_annotation(ann_file, reduce_zero_label) if ann_file is not None else None
             picture = draw_prediction(model, image, gt, opacity)
-            out_file = out_dir / f'{image.stem}.png'
+            out_file = outputs[image]
             if not cv2.imwrite(str(out_file), picture):
                 raise OSError(f'could not write {out_file}')
             report.written.append(out_file)
-        except (OSError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001  (one bad image, e.g. too small for the network, must not end the folder)
             if single:
                 raise
             report.failed.append((image, str(e)))
@@ -133,6 +139,16 @@ def run_demo(model: BaseSegmentor, inputs: str | Path, out_dir: str | Path, ann:
         if bar is not None:
             bar.update()
     return report
+
+
+def output_names(images: list[Path], out_dir: Path) -> dict[Path, Path]:
+    """``<out_dir>/<stem>.png`` per image, or ``<stem>_<suffix>.png`` for images sharing a stem (``a.jpg`` and
+    ``a.png`` give ``a_jpg.png`` and ``a_png.png``), so no picture overwrites another."""
+    stems: dict[str, int] = {}
+    for image in images:
+        stems[image.stem] = stems.get(image.stem, 0) + 1
+    return {image: out_dir / (f'{image.stem}.png' if stems[image.stem] == 1
+                              else f'{image.stem}_{image.suffix.lstrip(".").lower()}.png') for image in images}
 
 
 def reduce_zero_label_of(cfg) -> bool:

@@ -26,7 +26,13 @@ from mmengine.model import revert_sync_batchnorm
 from mmseg.apis import inference_model, init_model
 from mmseg.models import BaseSegmentor
 
-from mmext.checkpoint import check_model_state_dict, from_weights_only, read_checkpoint, unwrap_state_dict
+from mmext.checkpoint import (
+    check_finite_state_dict,
+    check_model_state_dict,
+    from_weights_only,
+    read_checkpoint,
+    unwrap_state_dict,
+)
 from mmext.models.backbones.inceptionnext_weights import load_backbone_checkpoint
 
 ImageInput = str | Path | np.ndarray
@@ -55,6 +61,8 @@ def load_image(image: ImageInput) -> np.ndarray:
     """
     if isinstance(image, (str, Path)):
         path = Path(image)
+        if path.is_dir():
+            raise IsADirectoryError(f'image {path} is a directory, not an image file')
         if not path.is_file():
             raise FileNotFoundError(f'image not found: {path}')
         data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
@@ -104,7 +112,8 @@ def _drop_pretrained(cfg: Config) -> None:
 
 
 def init_segmentor(config: str | Path | Config, checkpoint: str | Path | None = None, device: str = 'cpu',
-                   cfg_options: dict | None = None) -> BaseSegmentor:
+                   cfg_options: dict | None = None, checkpoint_key: str | None = None,
+                   allow_non_finite: bool = False) -> BaseSegmentor:
     """Build a segmentor for inference from an mmext (or any mmseg) config.
 
     Args:
@@ -116,6 +125,9 @@ def init_segmentor(config: str | Path | Config, checkpoint: str | Path | None = 
             a randomly initialised model and downloads nothing.
         device: Torch device, e.g. ``'cpu'`` or ``'cuda:0'``.
         cfg_options: Overrides merged into the config (dotted keys, as in mmengine's ``merge_from_dict``).
+        checkpoint_key: The checkpoint's top-level entry holding the weights, e.g. ``'state_dict_ema'``,
+            ``'model_ema'`` or ``'module'``; ``None`` tries ``state_dict``, ``model``, ``module``, then the file.
+        allow_non_finite: Load tensors holding NaN/Inf (refused by default, naming the tensors).
 
     Returns:
         The segmentor in eval mode on ``device``, SyncBN reverted to BatchNorm, with ``cfg`` and ``dataset_meta``
@@ -131,22 +143,25 @@ def init_segmentor(config: str | Path | Config, checkpoint: str | Path | None = 
     model = revert_sync_batchnorm(model)
     meta: dict = {}
     if checkpoint is not None:
-        meta = _load_weights(model, checkpoint)
+        meta = _load_weights(model, checkpoint, checkpoint_key, allow_non_finite)
     model.dataset_meta = meta.get('dataset_meta') or _default_dataset_meta(model)
     model.cfg = cfg
     return model.to(device).eval()
 
 
-def _load_weights(model: BaseSegmentor, checkpoint: str | Path) -> dict:
+def _load_weights(model: BaseSegmentor, checkpoint: str | Path, key: str | None = None,
+                  allow_non_finite: bool = False) -> dict:
     """Load a segmentor or a backbone-only checkpoint into ``model``; return its decoded ``meta`` (or ``{}``)."""
     filename = str(checkpoint)
     raw = read_checkpoint(filename)  # weights_only / safetensors; names the file on any failure
-    state, _ = unwrap_state_dict(raw, filename)
+    state, _ = unwrap_state_dict(raw, filename, key=key)
     if not any(k.startswith(_SEGMENTOR_PREFIXES) for k in state):
         print_log(f'{filename} holds no decode_head.* / neck.* / auxiliary_head.* tensors: loading it as '
                   'backbone weights; the heads stay randomly initialised.', logger='current')
-        load_backbone_checkpoint(model.backbone, filename)
+        load_backbone_checkpoint(model.backbone, filename, key=key, allow_non_finite=allow_non_finite)
         return {}
+    if not allow_non_finite:
+        check_finite_state_dict(state, filename)
     check_model_state_dict(model, state, filename)
     model.load_state_dict(state, strict=True)
     print_log(f'Loaded {len(state)} tensors of {type(model).__name__} from {filename}', logger='current')
@@ -171,15 +186,22 @@ def _ensure_test_pipeline(model: BaseSegmentor) -> None:
 
 
 def inference_segmentor(model: BaseSegmentor, images: ImageInput | Sequence[ImageInput],
-                        return_logits: bool = False
+                        return_logits: bool = False, max_tile_bytes: int = 64 * 2**20
                         ) -> np.ndarray | tuple[np.ndarray, np.ndarray] | list:
     """Segment one image or a list of images with the config's test pipeline.
+
+    The label map is computed with bounded memory: the network's logits (at the test pipeline's scale, e.g. 512
+    px high) are resized to the image's size and arg-maxed one band of rows at a time
+    (:func:`label_map_from_logits`), so a 10000x10000 image no longer needs ``num_classes x 10^8`` floats. The
+    result equals mmseg's (bilinear resize of all logits, then arg-max).
 
     Args:
         model: A segmentor from :func:`init_segmentor`.
         images: An image path or array, or a list of them (see :func:`load_image` for what is accepted). Images
             run one at a time, so a list may mix sizes.
-        return_logits: Also return the logits.
+        return_logits: Also return the logits. They are full size, ``num_classes x H x W`` float32, and cost
+            what that costs (mmseg's own path is used).
+        max_tile_bytes: Memory for one band of resized logits.
 
     Returns:
         Per image, the ``(H, W)`` ``int64`` label map at the image's own size (class ids ``0..num_classes-1``),
@@ -190,13 +212,84 @@ def inference_segmentor(model: BaseSegmentor, images: ImageInput | Sequence[Imag
     _ensure_test_pipeline(model)
     results = []
     for image in (images if is_batch else [images]):
-        sample = inference_model(model, load_image(image))
-        label_map = sample.pred_sem_seg.data[0].cpu().numpy().astype(np.int64)
         if return_logits:
+            sample = inference_model(model, load_image(image))
+            label_map = sample.pred_sem_seg.data[0].cpu().numpy().astype(np.int64)
             results.append((label_map, sample.seg_logits.data.float().cpu().numpy()))
         else:
-            results.append(label_map)
+            results.append(_bounded_label_map(model, load_image(image), max_tile_bytes))
     return results if is_batch else results[0]
+
+
+@torch.no_grad()
+def _bounded_label_map(model: BaseSegmentor, image: np.ndarray, max_tile_bytes: int) -> np.ndarray:
+    """mmseg's ``inference_model`` + ``postprocess_result`` for one image, with the resize + arg-max in bands."""
+    from mmengine.dataset import Compose
+
+    pipeline_cfg = copy.deepcopy(model.cfg.test_pipeline)
+    if pipeline_cfg[0].get('type') in ('LoadImageFromFile', 'CheckedLoadImageFromFile'):
+        pipeline_cfg[0] = dict(type='LoadImageFromNDArray')
+    pipeline_cfg = [t for t in pipeline_cfg if 'LoadAnnotations' not in str(t.get('type'))]
+    data = Compose(pipeline_cfg)(dict(img=image))
+    batch = model.data_preprocessor(dict(inputs=[data['inputs']], data_samples=[data['data_samples']]), False)
+    meta = batch['data_samples'][0].metainfo
+    logits = model.inference(batch['inputs'], [meta])[0]
+    _, h, w = logits.shape
+    left, right, top, bottom = meta.get('img_padding_size', meta.get('padding_size', [0] * 4))
+    logits = logits[:, top:h - bottom, left:w - right]
+    if meta.get('flip'):
+        logits = logits.flip(dims=(2,) if meta.get('flip_direction') == 'horizontal' else (1,))
+    if logits.shape[0] == 1:  # binary head: mmseg thresholds the sigmoid instead of an arg-max
+        full = torch.nn.functional.interpolate(logits[None], size=meta['ori_shape'], mode='bilinear',
+                                               align_corners=model.align_corners)[0]
+        return (full.sigmoid() > model.decode_head.threshold)[0].cpu().numpy().astype(np.int64)
+    return label_map_from_logits(logits, meta['ori_shape'][:2], model.align_corners, max_tile_bytes)
+
+
+def label_map_from_logits(logits: torch.Tensor, size: tuple[int, int], align_corners: bool = False,
+                          max_tile_bytes: int = 64 * 2**20) -> np.ndarray:
+    """``argmax(bilinear_resize(logits, size))`` over classes, computed in bands of output rows.
+
+    Args:
+        logits: ``(C, h, w)`` logits.
+        size: Output ``(H, W)``.
+        align_corners: As in :func:`torch.nn.functional.interpolate`.
+        max_tile_bytes: Upper bound for one band of resized float32 logits (``C x rows x W``).
+
+    Each band resizes only the input rows it needs (two per output row) with ``F.interpolate`` along the width
+    and the same weights torch uses along the height, so peak memory is about ``max_tile_bytes`` plus the
+    ``(H, W)`` label map, whatever the image size.
+    """
+    c, in_h, in_w = logits.shape
+    out_h, out_w = size
+    logits = logits.float()
+    if c * out_h * out_w * 4 <= max_tile_bytes:  # fits at once: exactly mmseg's computation
+        full = torch.nn.functional.interpolate(logits[None], size=(out_h, out_w), mode='bilinear',
+                                               align_corners=align_corners)[0]
+        return full.argmax(0).cpu().numpy().astype(np.int64)
+    # source row and weight per output row, as torch's upsample_bilinear2d computes them
+    rows = torch.arange(out_h, dtype=torch.float32, device=logits.device)
+    if align_corners:
+        src = rows * ((in_h - 1) / (out_h - 1) if out_h > 1 else 0.)
+    else:
+        src = ((rows + 0.5) * torch.tensor(in_h / out_h, dtype=torch.float32) - 0.5).clamp_(min=0)
+    y0 = src.long().clamp_(max=in_h - 1)
+    y1 = (y0 + 1).clamp_(max=in_h - 1)
+    ly = (src - y0.float())[:, None]
+    band = max(1, max_tile_bytes // (4 * c * out_w * 3))
+    label = np.empty((out_h, out_w), dtype=np.int64)
+    for start in range(0, out_h, band):
+        stop = min(out_h, start + band)
+        lo, hi = int(y0[start]), int(y1[stop - 1]) + 1
+        # width first on the few input rows this band reads, then the height weights
+        part = torch.nn.functional.interpolate(logits[None, :, lo:hi], size=(hi - lo, out_w), mode='bilinear',
+                                               align_corners=align_corners)[0]
+        top = part[:, y0[start:stop] - lo]
+        bottom = part[:, y1[start:stop] - lo]
+        weight = ly[start:stop]
+        mixed = top * (1 - weight) + bottom * weight
+        label[start:stop] = mixed.argmax(0).cpu().numpy()
+    return label
 
 
 @torch.no_grad()

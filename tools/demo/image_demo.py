@@ -3,10 +3,12 @@
     python tools/demo/image_demo.py IMG_OR_FOLDER CONFIG [CHECKPOINT] --out-dir DIR [--ann ANN_OR_FOLDER]
         [--device cpu] [--opacity 0.5]
 
-Each picture (``DIR/<image stem>.png``) shows the prediction over the image in the dataset's palette with a
+Each picture (``DIR/<image stem>.png``, ``DIR/<stem>_<suffix>.png`` for inputs sharing a
+stem) shows the prediction over the image in the dataset's palette with a
 legend of the classes present; with ``--ann`` it shows input, ground truth and prediction side by side. Without
 CHECKPOINT the model is randomly initialised (nothing is downloaded). In a folder, unreadable images are
-reported and skipped; the exit status is 1 if any were.
+reported and skipped; the exit status is 1 if any were. An --out-dir that would overwrite an input image is
+refused before anything is written.
 """
 import argparse
 import sys
@@ -38,7 +40,7 @@ def main(argv=None) -> int:
     model = init_segmentor(args.config, args.checkpoint, device=args.device, cfg_options=args.cfg_options)
     report = run_demo(model, args.inputs, args.out_dir, ann=args.ann, opacity=args.opacity,
                       reduce_zero_label=reduce_zero_label_of(model.cfg))
-    print(f'\nwrote {len(report.written)} picture(s) to {args.out_dir}')
+    print(f'\nwrote {len(set(report.written))} picture(s) to {args.out_dir}, skipped {len(report.failed)}')
     for path, error in report.failed:
         print(f'FAILED {path}: {error}', file=sys.stderr)
     return 1 if report.failed else 0
