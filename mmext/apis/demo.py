@@ -1,8 +1,8 @@
 """Segment images and write pictures of the result: the functions behind ``tools/demo/image_demo.py``.
 
 Per image one PNG, ``<out_dir>/<image stem>.png`` (``<stem>_<suffix>.png`` when two inputs share a stem): the
-prediction blended over the image with a legend of the classes present, or, when a ground-truth annotation is given, input / ground truth / prediction side by side
-with one legend (drawing: :mod:`mmext.visualization`).
+prediction blended over the image with a legend of the classes present, or, when a ground-truth annotation is
+given, input / ground truth / prediction side by side with one legend (drawing: :mod:`mmext.visualization`).
 """
 from __future__ import annotations
 
