@@ -6,6 +6,7 @@ without auxiliary heads); parameters count the whole model, auxiliary head inclu
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import torch
@@ -111,3 +112,33 @@ def format_complexity_table(results: list[dict]) -> str:
         lines.append(f'| {r["name"]} | {r["shape"][0]}x{r["shape"][1]} | {r["params"] / 1e6:.1f}M | {paper_params} '
                      f'| {r["macs"] / 1e9:.1f}G | {paper_macs} |')
     return '\n'.join(lines)
+
+
+def _sdpa_macs(inputs: list, outputs: list) -> int:
+    """MACs of ``aten::scaled_dot_product_attention``: ``q k^T`` and ``attn v``, ``2 * N * heads * L * S * d``."""
+    from mmengine.analysis.jit_handles import get_shape
+
+    q, k = get_shape(inputs[0]), get_shape(inputs[1])
+    return 2 * math.prod(q[:-1]) * k[-2] * q[-1]
+
+
+def classifier_complexity(variant: str, img_size: int = 224, num_classes: int = 1000) -> dict:
+    """Parameters and MACs of a paper variant's ImageNet classification form (see :mod:`mmext.models.variants`).
+
+    The attention of MetaNeXt-Attn (``scaled_dot_product_attention``) is counted as its two matrix products, as
+    DeiT's MACs are; norms and element-wise ops are not counted (fvcore's convention).
+
+    Returns:
+        ``dict(name, params, macs, paper)``, ``paper`` being the :data:`~mmext.models.variants.PAPER_VARIANTS` entry.
+    """
+    from mmext.models.classifiers import MetaNeXtClassifier
+    from mmext.models.variants import PAPER_VARIANTS, variant_backbone
+
+    model = MetaNeXtClassifier(variant_backbone(variant), PAPER_VARIANTS[variant]['head'], num_classes).eval()
+    with torch.no_grad():
+        analyzer = FlopAnalyzer(model, inputs=(torch.zeros(1, 3, img_size, img_size), ))
+        analyzer.set_op_handle('aten::scaled_dot_product_attention', _sdpa_macs)
+        analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        macs = analyzer.total()
+    return dict(name=variant, params=sum(p.numel() for p in model.parameters()), macs=int(macs),
+                paper=PAPER_VARIANTS[variant])

@@ -1,3 +1,3 @@
-from .backbones import InceptionNeXt
+from .backbones import InceptionNeXt, InceptionNeXtIsotropic
 
-__all__ = ['InceptionNeXt']
+__all__ = ['InceptionNeXt', 'InceptionNeXtIsotropic']

@@ -153,8 +153,9 @@ def match_backbone_state_dict(module: nn.Module, backbone: BackboneStateDict, fi
         head_keys=list(backbone.head_keys), ignored_keys=list(backbone.ignored_keys),
         unexpected=diff.unexpected, mismatched=diff.mismatched,
         new_note='the released weights have no per-output norms')
+    new_prefixes = _NEW_MODULE_PREFIXES + tuple(getattr(module, 'new_module_prefixes', ()))
     for key in diff.missing:
-        if key.startswith(_NEW_MODULE_PREFIXES):
+        if key.startswith(new_prefixes):
             report.new_keys.append(key)
         elif key.rsplit('.', 1)[-1] == _BN_COUNTER:
             report.bn_counters.append(key)
