@@ -89,25 +89,28 @@ class SafeCheckpointHook(CheckpointHook):
         ckpt_filename = self.filename_tmpl.format(step)
         final = osp.join(self.out_dir, ckpt_filename)
         tmp_name = f'{ckpt_filename}.tmp'
+        # The kept-steps list is updated before saving, so the checkpoint records itself (as mmengine's does), but
+        # the file it pushes out is deleted only after the new one is complete.
+        outdated = None
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                outdated = osp.join(self.out_dir, self.filename_tmpl.format(self.keep_ckpt_ids.popleft()))
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+        self.last_ckpt = final
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
         runner.save_checkpoint(self.out_dir, tmp_name, self.file_client_args, save_optimizer=self.save_optimizer,
                                save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
                                backend_args=self.backend_args, **self.args)
-        self.last_ckpt = final
-        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        if is_main_process():
-            tmp = osp.join(self.out_dir, tmp_name)
-            _fsync_path(tmp)
-            os.replace(tmp, final)
-            _fsync_path(self.out_dir)
-            write_text_atomic(osp.join(runner.work_dir, 'last_checkpoint'), final)
-        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
-            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-                old_step = self.keep_ckpt_ids.popleft()
-                old = osp.join(self.out_dir, self.filename_tmpl.format(old_step))
-                if is_main_process() and osp.isfile(old) and old != final:
-                    os.remove(old)
-            self.keep_ckpt_ids.append(step)
-            runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+        if not is_main_process():
+            return
+        tmp = osp.join(self.out_dir, tmp_name)
+        _fsync_path(tmp)
+        os.replace(tmp, final)
+        _fsync_path(self.out_dir)
+        write_text_atomic(osp.join(runner.work_dir, 'last_checkpoint'), final)
+        if outdated is not None and outdated != final and osp.isfile(outdated):
+            os.remove(outdated)
 
 
 def is_readable_checkpoint(path: str) -> bool:
