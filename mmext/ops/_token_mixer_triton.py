@@ -1,27 +1,37 @@
-"""Triton kernels of the fused Inception depthwise token mixer (forward and backward).
+"""Triton kernels of the fused Inception depthwise token mixer.
 
-One launch covers all four channel groups ``(identity, square, band-w, band-h)``: each program owns a tile of
-``BLOCK_S`` pixels by ``BLOCK_C`` channels of one image inside one group, so the input is read once (the conv taps
-re-read neighbouring pixels through the cache) and the output written once, with no split or cat copies. Tensors
-are addressed through their strides, so contiguous and channels_last inputs work alike; accumulation is fp32.
+Every branch of the mixer is a depthwise conv with a ``KH x KW`` kernel and "same" padding (square ``k x k``,
+band-w ``1 x b``, band-h ``b x 1``), so two kernel bodies cover the op, each specialised per branch kind by its
+``constexpr`` kernel size (no runtime ``if branch``):
 
-The kernel bodies are plain functions jitted on first use (:func:`get_kernels`), keyed on Triton's interpreter
-switch: with ``TRITON_INTERPRET=1`` they run on CPU tensors, which is how CI checks them against the reference.
+* :func:`_dwconv`: one branch's output tile, ``BLOCK_S`` pixels x ``BLOCK_C`` channels of one image. With
+  ``FLIP=1`` and no bias it is the input gradient (the correlation with the flipped kernel).
+* :func:`_dwconv_grad_weight`: one tap's (or, for the last program row, the bias') partial weight gradient of
+  ``BLOCK_C`` channels over ``TILES`` pixel tiles of one image. Each program holds one tap's running products,
+  never all taps' sums at once; the caller sums the per-program partials.
+
+The identity channels are not touched by these kernels: the caller copies them with one strided tensor copy.
+Tensors are addressed through their strides (Triton specialises unit strides, so channels_last and contiguous
+inputs each get vectorised loads), accumulation is fp32. The bodies are plain functions jitted per mode by
+:func:`get_kernels` (compiled, or interpreted on CPU under ``TRITON_INTERPRET=1``), and use only Triton builtins and
+:func:`_add`, a combine function of :func:`triton.language.reduce` that both modes can call.
 """
 from __future__ import annotations
 
 import triton
 import triton.language as tl
-from triton.language.standard import _sum_combine
-
-# The kernels use only core builtins plus ``tl.reduce`` with Triton's own sum combiner (what ``tl.sum`` expands
-# to): the ``@jit`` helpers of ``triton.language.standard`` (``tl.zeros``, ``tl.sum``) are bound to the mode Triton
-# was imported in, and the interpreter recognises ``_sum_combine`` and reduces it with numpy.
+from triton.runtime import JITFunction
 
 
-def _mixer_fwd(x_ptr, y_ptr, w_hw_ptr, b_hw_ptr, w_w_ptr, b_w_ptr, w_h_ptr, b_h_ptr,
-               H, W, sxn, sxc, sxh, sxw, syn, syc, syh, syw, C_ID, GC, NB_ID, NB_G,
-               KS: tl.constexpr, KB: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
+def _add(a, b):
+    return a + b
+
+
+def _dwconv(x_ptr, w_ptr, b_ptr, y_ptr, H, W, sxn, sxc, sxh, sxw, syn, syc, syh, syw, GC,
+            KH: tl.constexpr, KW: tl.constexpr, FLIP: tl.constexpr, HAS_BIAS: tl.constexpr,
+            BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
+    """``y[n, c, h, w] = b[c] + sum_ij w[c, i, j] * x[n, c, h + s * (i - KH // 2), w + s * (j - KW // 2)]`` with
+    ``s = -1`` if ``FLIP`` else ``1``; grid ``(cdiv(H * W, BLOCK_S), cdiv(GC, BLOCK_C), N)``."""
     pid_s = tl.program_id(0)
     pid_c = tl.program_id(1)
     n = tl.program_id(2).to(tl.int64)
@@ -29,151 +39,77 @@ def _mixer_fwd(x_ptr, y_ptr, w_hw_ptr, b_hw_ptr, w_w_ptr, b_w_ptr, w_h_ptr, b_h_
     s_mask = offs_s < H * W
     h = offs_s // W
     w = offs_s % W
-    x_img = x_ptr + n * sxn
-    y_img = y_ptr + n * syn
-    if pid_c < NB_ID:
-        c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-        mask = s_mask[:, None] & (c < C_ID)[None, :]
-        v = tl.load(x_img + c[None, :] * sxc + h[:, None] * sxh + w[:, None] * sxw, mask=mask)
-        tl.store(y_img + c[None, :] * syc + h[:, None] * syh + w[:, None] * syw, v, mask=mask)
-    else:
-        r = pid_c - NB_ID
-        branch = r // NB_G
-        lc = (r % NB_G) * BLOCK_C + tl.arange(0, BLOCK_C)
-        c_mask = lc < GC
-        c = C_ID + branch * GC + lc
-        x_c = x_img + c[None, :] * sxc
-        acc = tl.full([BLOCK_S, BLOCK_C], 0., tl.float32)
-        if branch == 0:
-            acc += tl.load(b_hw_ptr + lc, mask=c_mask, other=0.).to(tl.float32)[None, :]
-            for i in tl.static_range(KS):
-                for j in tl.static_range(KS):
-                    hh = h + (i - KS // 2)
-                    ww = w + (j - KS // 2)
-                    m = s_mask & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-                    xv = tl.load(x_c + hh[:, None] * sxh + ww[:, None] * sxw, mask=m[:, None] & c_mask[None, :],
-                                 other=0.).to(tl.float32)
-                    wv = tl.load(w_hw_ptr + lc * (KS * KS) + (i * KS + j), mask=c_mask, other=0.).to(tl.float32)
-                    acc += xv * wv[None, :]
-        elif branch == 1:
-            acc += tl.load(b_w_ptr + lc, mask=c_mask, other=0.).to(tl.float32)[None, :]
-            for j in tl.static_range(KB):
-                ww = w + (j - KB // 2)
-                m = s_mask & (ww >= 0) & (ww < W)
-                xv = tl.load(x_c + h[:, None] * sxh + ww[:, None] * sxw, mask=m[:, None] & c_mask[None, :],
-                             other=0.).to(tl.float32)
-                wv = tl.load(w_w_ptr + lc * KB + j, mask=c_mask, other=0.).to(tl.float32)
-                acc += xv * wv[None, :]
-        else:
-            acc += tl.load(b_h_ptr + lc, mask=c_mask, other=0.).to(tl.float32)[None, :]
-            for i in tl.static_range(KB):
-                hh = h + (i - KB // 2)
-                m = s_mask & (hh >= 0) & (hh < H)
-                xv = tl.load(x_c + hh[:, None] * sxh + w[:, None] * sxw, mask=m[:, None] & c_mask[None, :],
-                             other=0.).to(tl.float32)
-                wv = tl.load(w_h_ptr + lc * KB + i, mask=c_mask, other=0.).to(tl.float32)
-                acc += xv * wv[None, :]
-        mask = s_mask[:, None] & c_mask[None, :]
-        tl.store(y_img + c[None, :] * syc + h[:, None] * syh + w[:, None] * syw,
-                 acc.to(y_ptr.dtype.element_ty), mask=mask)
+    lc = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_mask = lc < GC
+    x_tile = x_ptr + n * sxn + (h * sxh + w * sxw)[:, None] + (lc * sxc)[None, :]
+    acc = tl.full([BLOCK_S, BLOCK_C], 0., tl.float32)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + lc, mask=c_mask, other=0.).to(tl.float32)[None, :]
+    # a runtime loop over the taps: one tap's loads in flight at a time keeps registers low (an unrolled loop
+    # hoists every tap's loads); neighbouring taps hit the same cache lines
+    for t in range(KH * KW):
+        di = (t // KW - KH // 2) * (1 - 2 * FLIP)
+        dj = (t % KW - KW // 2) * (1 - 2 * FLIP)
+        m = s_mask
+        if KH > 1:
+            m = m & (h + di >= 0) & (h + di < H)
+        if KW > 1:
+            m = m & (w + dj >= 0) & (w + dj < W)
+        xv = tl.load(x_tile + (di * sxh + dj * sxw), mask=m[:, None] & c_mask[None, :], other=0.)
+        wv = tl.load(w_ptr + lc * (KH * KW) + t, mask=c_mask, other=0.)
+        acc += xv.to(tl.float32) * wv.to(tl.float32)[None, :]
+    y_tile = y_ptr + n * syn + (h * syh + w * syw)[:, None] + (lc * syc)[None, :]
+    tl.store(y_tile, acc.to(y_ptr.dtype.element_ty), mask=s_mask[:, None] & c_mask[None, :])
 
 
-def _mixer_bwd(dy_ptr, x_ptr, dx_ptr, w_hw_ptr, w_w_ptr, w_h_ptr, dw_hw_ptr, dw_w_ptr, dw_h_ptr, db_ptr,
-               H, W, sdn, sdc, sdh, sdw, sxn, sxc, sxh, sxw, sgn, sgc, sgh, sgw, C_ID, GC, NB_ID, NB_G,
-               KS: tl.constexpr, KB: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
-    """Input gradient plus per-program partial weight and bias gradients (summed over programs by the caller).
-
-    Partial buffers: ``dw_hw [P, GC, KS*KS]``, ``dw_w / dw_h [P, GC, KB]``, ``db [P, 3, GC]`` with program index
-    ``P = n * num_spatial_blocks + pid_s``; every (program, channel) slot is written exactly once.
-    """
-    pid_s = tl.program_id(0)
+def _dwconv_grad_weight(dy_ptr, x_ptr, part_ptr, H, W, sdn, sdc, sdh, sdw, sxn, sxc, sxh, sxw, GC, CHUNKS, TILES,
+                        KH: tl.constexpr, KW: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
+    """Partial weight and bias gradients: ``part[n * CHUNKS + chunk, tap, c]`` is ``sum dy * x[shifted by tap]``
+    (``tap < KH * KW``) or ``sum dy`` (``tap == KH * KW``) over the chunk's ``TILES * BLOCK_S`` pixels; grid
+    ``(KH * KW + 1, cdiv(GC, BLOCK_C), N * CHUNKS)``. Programs of one tile's taps are adjacent in launch order, so
+    the tile is re-read from L2."""
+    tap = tl.program_id(0)
     pid_c = tl.program_id(1)
-    n = tl.program_id(2).to(tl.int64)
-    part = n * tl.num_programs(0) + pid_s
-    offs_s = pid_s * BLOCK_S + tl.arange(0, BLOCK_S)
-    s_mask = offs_s < H * W
-    h = offs_s // W
-    w = offs_s % W
-    dy_img = dy_ptr + n * sdn
-    x_img = x_ptr + n * sxn
-    dx_img = dx_ptr + n * sgn
-    if pid_c < NB_ID:
-        c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-        mask = s_mask[:, None] & (c < C_ID)[None, :]
-        v = tl.load(dy_img + c[None, :] * sdc + h[:, None] * sdh + w[:, None] * sdw, mask=mask)
-        tl.store(dx_img + c[None, :] * sgc + h[:, None] * sgh + w[:, None] * sgw, v, mask=mask)
-    else:
-        r = pid_c - NB_ID
-        branch = r // NB_G
-        lc = (r % NB_G) * BLOCK_C + tl.arange(0, BLOCK_C)
-        c_mask = lc < GC
-        c = C_ID + branch * GC + lc
-        dy_c = dy_img + c[None, :] * sdc
-        x_c = x_img + c[None, :] * sxc
-        mask = s_mask[:, None] & c_mask[None, :]
-        g = tl.load(dy_c + h[:, None] * sdh + w[:, None] * sdw, mask=mask, other=0.).to(tl.float32)
-        tl.store(db_ptr + (part * 3 + branch) * GC + lc, tl.reduce(g, 0, _sum_combine), mask=c_mask)
-        acc = tl.full([BLOCK_S, BLOCK_C], 0., tl.float32)
-        if branch == 0:
-            for i in tl.static_range(KS):
-                for j in tl.static_range(KS):
-                    # dx[h, w] += w[i, j] * dy[h - di, w - dj]; dw[i, j] += dy[h, w] * x[h + di, w + dj]
-                    di = i - KS // 2
-                    dj = j - KS // 2
-                    hh = h - di
-                    ww = w - dj
-                    m = s_mask & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-                    gv = tl.load(dy_c + hh[:, None] * sdh + ww[:, None] * sdw, mask=m[:, None] & c_mask[None, :],
-                                 other=0.).to(tl.float32)
-                    wv = tl.load(w_hw_ptr + lc * (KS * KS) + (i * KS + j), mask=c_mask, other=0.).to(tl.float32)
-                    acc += gv * wv[None, :]
-                    hh = h + di
-                    ww = w + dj
-                    m = s_mask & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-                    xv = tl.load(x_c + hh[:, None] * sxh + ww[:, None] * sxw, mask=m[:, None] & c_mask[None, :],
-                                 other=0.).to(tl.float32)
-                    tl.store(dw_hw_ptr + (part * GC + lc) * (KS * KS) + (i * KS + j),
-                             tl.reduce(g * xv, 0, _sum_combine), mask=c_mask)
-        elif branch == 1:
-            for j in tl.static_range(KB):
-                dj = j - KB // 2
-                ww = w - dj
-                m = s_mask & (ww >= 0) & (ww < W)
-                gv = tl.load(dy_c + h[:, None] * sdh + ww[:, None] * sdw, mask=m[:, None] & c_mask[None, :],
-                             other=0.).to(tl.float32)
-                wv = tl.load(w_w_ptr + lc * KB + j, mask=c_mask, other=0.).to(tl.float32)
-                acc += gv * wv[None, :]
-                ww = w + dj
-                m = s_mask & (ww >= 0) & (ww < W)
-                xv = tl.load(x_c + h[:, None] * sxh + ww[:, None] * sxw, mask=m[:, None] & c_mask[None, :],
-                             other=0.).to(tl.float32)
-                tl.store(dw_w_ptr + (part * GC + lc) * KB + j, tl.reduce(g * xv, 0, _sum_combine), mask=c_mask)
-        else:
-            for i in tl.static_range(KB):
-                di = i - KB // 2
-                hh = h - di
-                m = s_mask & (hh >= 0) & (hh < H)
-                gv = tl.load(dy_c + hh[:, None] * sdh + w[:, None] * sdw, mask=m[:, None] & c_mask[None, :],
-                             other=0.).to(tl.float32)
-                wv = tl.load(w_h_ptr + lc * KB + i, mask=c_mask, other=0.).to(tl.float32)
-                acc += gv * wv[None, :]
-                hh = h + di
-                m = s_mask & (hh >= 0) & (hh < H)
-                xv = tl.load(x_c + hh[:, None] * sxh + w[:, None] * sxw, mask=m[:, None] & c_mask[None, :],
-                             other=0.).to(tl.float32)
-                tl.store(dw_h_ptr + (part * GC + lc) * KB + i, tl.reduce(g * xv, 0, _sum_combine), mask=c_mask)
-        tl.store(dx_img + c[None, :] * sgc + h[:, None] * sgh + w[:, None] * sgw,
-                 acc.to(dx_ptr.dtype.element_ty), mask=mask)
+    pid = tl.program_id(2)
+    n = (pid // CHUNKS).to(tl.int64)
+    first_tile = (pid % CHUNKS) * TILES
+    is_tap = tap < KH * KW
+    di = tap // KW - KH // 2
+    dj = tap % KW - KW // 2
+    lc = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_mask = lc < GC
+    dy_img = dy_ptr + n * sdn + (lc * sdc)[None, :]
+    x_img = x_ptr + n * sxn + (lc * sxc)[None, :] + (di * sxh + dj * sxw)
+    acc = tl.full([BLOCK_S, BLOCK_C], 0., tl.float32)
+    for t in range(TILES):
+        offs_s = (first_tile + t) * BLOCK_S + tl.arange(0, BLOCK_S)
+        s_mask = offs_s < H * W
+        h = offs_s // W
+        w = offs_s % W
+        g = tl.load(dy_img + (h * sdh + w * sdw)[:, None], mask=s_mask[:, None] & c_mask[None, :], other=0.)
+        m = s_mask & is_tap
+        if KH > 1:
+            m = m & (h + di >= 0) & (h + di < H)
+        if KW > 1:
+            m = m & (w + dj >= 0) & (w + dj < W)
+        xv = tl.load(x_img + (h * sxh + w * sxw)[:, None], mask=m[:, None] & c_mask[None, :], other=0.)
+        acc += g.to(tl.float32) * tl.where(is_tap, xv.to(tl.float32), 1.)
+    out = part_ptr + (pid.to(tl.int64) * (KH * KW + 1) + tap) * GC + lc
+    tl.store(out, tl.reduce(acc, 0, _ADD), mask=c_mask)
 
+
+# ``tl.reduce`` needs a jitted combine function: the compiler inlines it, the interpreter calls its Python body
+# (``.fn``). A ``JITFunction`` serves both, whatever mode Triton was in when this module was imported.
+_ADD = JITFunction(_add)
 
 _KERNELS: dict[bool, tuple] = {}
 
 
 def get_kernels() -> tuple:
-    """``(forward, backward)`` jitted for the current mode (compiled, or interpreted under ``TRITON_INTERPRET=1``)."""
-    interpret = bool(triton.knobs.runtime.interpret)
+    """``(conv, grad_weight)`` jitted for the current mode (compiled, or interpreted under ``TRITON_INTERPRET=1``)."""
+    interpret = interpreter_active()
     if interpret not in _KERNELS:
-        _KERNELS[interpret] = (triton.jit(_mixer_fwd), triton.jit(_mixer_bwd))
+        _KERNELS[interpret] = (triton.jit(_dwconv), triton.jit(_dwconv_grad_weight))
     return _KERNELS[interpret]
 
 

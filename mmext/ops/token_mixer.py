@@ -6,16 +6,22 @@ and ``b x 1`` depthwise convs (padding ``k // 2``) and concatenating, which is :
 
 It is a ``torch.library`` custom op with a fake (meta) implementation and a registered autograd formula, so
 ``torch.compile`` traces through it as one node. On CUDA (and on CPU under ``TRITON_INTERPRET=1``) it runs the
-fused Triton kernels of :mod:`mmext.ops._token_mixer_triton`; elsewhere it falls back to the reference.
-Weight and bias gradients are returned in the parameters' dtype; the kernels accumulate in fp32.
+fused Triton kernels of :mod:`mmext.ops._token_mixer_triton` or the reference, whichever
+:mod:`mmext.ops.autotune` measured fastest on this device for this shape (forward and backward chosen apart; see
+:func:`mmext.ops.autotune_table`); elsewhere it runs the reference. Weight and bias gradients are returned in the
+parameters' dtype; the kernels accumulate in fp32.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from .autotune import REFERENCE, get_autotuner
+from .mixer_configs import TileConfig, interpreter_config, tuning_space
 
 HAS_TRITON = importlib.util.find_spec('triton') is not None
 
@@ -96,44 +102,127 @@ def _use_triton(x: torch.Tensor) -> bool:
     return x.device.type == 'cpu' and interpreter_active()
 
 
-def _launch_config(x: torch.Tensor, gc: int) -> tuple[int, int]:
-    """``(BLOCK_S, BLOCK_C)``: wide in channels for channels_last (contiguous C), wide in pixels otherwise."""
-    block_c = min(32, _next_pow2(gc))
-    if x.stride(1) == 1:
-        return max(16, 1024 // block_c), block_c
-    return 256, min(block_c, 4)
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
 
 
-def _next_pow2(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
+def _layout(t: torch.Tensor) -> str:
+    if t.is_contiguous():
+        return 'contiguous'
+    if t.is_contiguous(memory_format=torch.channels_last):
+        return 'channels_last'
+    return 'strided' + 'x'.join(map(str, t.stride()))
 
 
-def _grid(x: torch.Tensor, c_id: int, gc: int, block_s: int, block_c: int) -> tuple[tuple[int, int, int], int, int]:
+def _tune_key(x: torch.Tensor, w_hw: torch.Tensor, w_w: torch.Tensor, grad: torch.Tensor | None = None) -> str:
+    """What a choice depends on: device, dtypes, memory formats, shape, branch width and kernel sizes."""
+    name = torch.cuda.get_device_name(x.device) if x.is_cuda else x.device.type
+    dtypes = f'{x.dtype}/{w_hw.dtype}'.replace('torch.', '')
+    layout = _layout(x) if grad is None else f'{_layout(x)}/grad:{_layout(grad)}'
+    return (f"{name}|{dtypes}|{layout}|{'x'.join(map(str, x.shape))}|g{w_hw.shape[0]}|"
+            f"k{w_hw.shape[-1]}b{w_w.shape[-1]}")
+
+
+def _configs(x: torch.Tensor, gc: int) -> dict[str, TileConfig]:
+    return {cfg.name: cfg for cfg in tuning_space(x.stride(1) == 1, gc)}
+
+
+def _branches(c_id: int, gc: int, w_hw: torch.Tensor, w_w: torch.Tensor, w_h: torch.Tensor):
+    """``(first channel, weight, (KH, KW))`` of the square, band-w and band-h branches."""
+    return [(c_id + i * gc, w, tuple(w.shape[-2:])) for i, w in enumerate((w_hw, w_w, w_h))]
+
+
+def _fused_forward(x: torch.Tensor, params: Sequence[torch.Tensor], cfg: TileConfig) -> torch.Tensor:
+    from ._token_mixer_triton import get_kernels
+    w_hw, b_hw, w_w, b_w, w_h, b_h = params
+    c_id, gc = _split_sizes(x, w_hw)
     n, _, h, w = x.shape
-    nb_id = -(-c_id // block_c)
-    nb_g = -(-gc // block_c)
-    return (-(-(h * w) // block_s), nb_id + 3 * nb_g, n), nb_id, nb_g
+    y = torch.empty_like(x, memory_format=torch.preserve_format)
+    if c_id:
+        y[:, :c_id].copy_(x[:, :c_id])
+    conv, _ = get_kernels()
+    grid = (_cdiv(h * w, cfg.block_s), _cdiv(gc, cfg.block_c), n)
+    for (c0, weight, (kh, kw)), bias in zip(_branches(c_id, gc, w_hw, w_w, w_h), (b_hw, b_w, b_h)):
+        xs, ys = x[:, c0:c0 + gc], y[:, c0:c0 + gc]
+        conv[grid](xs, weight.contiguous(), bias.contiguous(), ys, h, w, *xs.stride(), *ys.stride(), gc,
+                   KH=kh, KW=kw, FLIP=0, HAS_BIAS=1, BLOCK_S=cfg.block_s, BLOCK_C=cfg.block_c,
+                   num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    return y
+
+
+def _fused_backward(grad: torch.Tensor, x: torch.Tensor, w_hw: torch.Tensor, w_w: torch.Tensor, w_h: torch.Tensor,
+                    cfg: TileConfig) -> tuple[torch.Tensor, ...]:
+    from ._token_mixer_triton import get_kernels
+    c_id, gc = _split_sizes(x, w_hw)
+    n, _, h, w = x.shape
+    grad = grad.to(x.dtype)
+    dx = torch.empty_like(x, memory_format=torch.preserve_format)
+    if c_id:
+        dx[:, :c_id].copy_(grad[:, :c_id])
+    conv, grad_weight = get_kernels()
+    grid = (_cdiv(h * w, cfg.block_s), _cdiv(gc, cfg.block_c), n)
+    tiles = min(cfg.tiles, _cdiv(h * w, cfg.block_s))
+    while n * _cdiv(_cdiv(h * w, cfg.block_s), tiles) > 65535:  # CUDA's limit on the grid's third axis
+        tiles *= 2
+    chunks = _cdiv(_cdiv(h * w, cfg.block_s), tiles)
+    launch = dict(BLOCK_S=cfg.block_s, BLOCK_C=cfg.block_c, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    param_grads = []
+    for c0, weight, (kh, kw) in _branches(c_id, gc, w_hw, w_w, w_h):
+        gs, xs, dxs = grad[:, c0:c0 + gc], x[:, c0:c0 + gc], dx[:, c0:c0 + gc]
+        wc = weight.contiguous()
+        conv[grid](gs, wc, wc, dxs, h, w, *gs.stride(), *dxs.stride(), gc, KH=kh, KW=kw, FLIP=1, HAS_BIAS=0,
+                   **launch)
+        part = torch.empty(n * chunks, kh * kw + 1, gc, dtype=torch.float32, device=x.device)
+        grad_weight[(kh * kw + 1, _cdiv(gc, cfg.block_c), n * chunks)](
+            gs, xs, part, h, w, *gs.stride(), *xs.stride(), gc, chunks, tiles, KH=kh, KW=kw, **launch)
+        total = part.sum(0)  # [taps + 1, gc]: weight taps, then bias; the outputs must not alias it or each other
+        param_grads += [total[:-1].t().to(weight.dtype, memory_format=torch.contiguous_format, copy=True)
+                        .view(weight.shape), total[-1].to(weight.dtype, copy=True)]
+    return (dx, *param_grads)
+
+
+def _agree(out: torch.Tensor | Sequence[torch.Tensor], ref: torch.Tensor | Sequence[torch.Tensor]) -> bool:
+    """Whether a fused result matches the reference up to rounding (the autotuner's guard for untested GPUs)."""
+    outs = [out] if isinstance(out, torch.Tensor) else list(out)
+    refs = [ref] if isinstance(ref, torch.Tensor) else list(ref)
+    for a, b in zip(outs, refs, strict=True):
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False
+        tol = 1e-3 if b.dtype in (torch.float32, torch.float64) else 3e-2
+        a, b = a.float().nan_to_num(0., 0., 0.), b.float().nan_to_num(0., 0., 0.)
+        if (a - b).abs().max().item() > tol * (b.abs().max().item() + 1e-6):
+            return False
+    return True
+
+
+def _choose(x: torch.Tensor, gc: int, key: str, direction: str,
+            run: Callable[[TileConfig | None], object]) -> TileConfig | None:
+    """The measured choice for ``key`` (``None`` = reference); see :mod:`mmext.ops.autotune`."""
+    configs = _configs(x, gc)
+    if not x.is_cuda:  # the interpreter: its own small default, and it is what the tuner falls back to
+        configs = {(cfg := interpreter_config(gc)).name: cfg, **configs}
+    candidates = {REFERENCE: lambda: run(None)}
+    candidates.update({name: (lambda cfg=cfg: run(cfg)) for name, cfg in configs.items()})
+    choice = get_autotuner().select(key, direction, candidates, x.device, default=next(iter(configs)),
+                                    check=_agree)
+    return configs.get(choice)
 
 
 @torch.library.custom_op('mmext::inception_dwconv', mutates_args=())
 def inception_dwconv(x: torch.Tensor, w_hw: torch.Tensor, b_hw: torch.Tensor, w_w: torch.Tensor,
                      b_w: torch.Tensor, w_h: torch.Tensor, b_h: torch.Tensor) -> torch.Tensor:
     """Fused Inception depthwise token mixer; see the module docstring."""
-    if not _use_triton(x):
-        params = [t.to(x.dtype) for t in (w_hw, b_hw, w_w, b_w, w_h, b_h)]
-        return _in_format_of(x, inception_dwconv_reference(x, *params))
-    from ._token_mixer_triton import get_kernels
-    c_id, gc = _split_sizes(x, w_hw)
-    y = torch.empty_like(x, memory_format=torch.preserve_format)
-    if x.numel() == 0:
-        return y
-    block_s, block_c = _launch_config(x, gc)
-    grid, nb_id, nb_g = _grid(x, c_id, gc, block_s, block_c)
-    fwd, _ = get_kernels()
-    fwd[grid](x, y, w_hw.contiguous(), b_hw.contiguous(), w_w.contiguous(), b_w.contiguous(), w_h.contiguous(),
-              b_h.contiguous(), x.shape[2], x.shape[3], *x.stride(), *y.stride(), c_id, gc, nb_id, nb_g,
-              KS=w_hw.shape[-1], KB=w_w.shape[-1], BLOCK_S=block_s, BLOCK_C=block_c)
-    return y
+    params = (w_hw, b_hw, w_w, b_w, w_h, b_h)
+    _, gc = _split_sizes(x, w_hw)
+
+    def run(cfg: TileConfig | None) -> torch.Tensor:
+        if cfg is None:
+            return _in_format_of(x, inception_dwconv_reference(x, *[t.to(x.dtype) for t in params]))
+        return _fused_forward(x, params, cfg)
+
+    if not _use_triton(x) or x.numel() == 0:
+        return run(None)
+    return run(_choose(x, gc, _tune_key(x, w_hw, w_w), 'fwd', run))
 
 
 @inception_dwconv.register_fake
@@ -147,32 +236,16 @@ def inception_dwconv_backward(grad: torch.Tensor, x: torch.Tensor, w_hw: torch.T
                               w_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
                                                           torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients ``(dx, dw_hw, db_hw, dw_w, db_w, dw_h, db_h)`` of :func:`inception_dwconv`."""
-    c_id, gc = _split_sizes(x, w_hw)
-    if not _use_triton(x):
-        return _reference_backward(grad, x, w_hw, w_w, w_h)
-    from ._token_mixer_triton import get_kernels
-    n, _, h, w = x.shape
-    block_s, block_c = _launch_config(x, gc)
-    grid, nb_id, nb_g = _grid(x, c_id, gc, block_s, block_c)
-    ks, kb = w_hw.shape[-1], w_w.shape[-1]
-    parts = grid[0] * n
-    f32 = dict(dtype=torch.float32, device=x.device)
-    dw_hw = torch.empty(parts, gc, ks * ks, **f32)
-    dw_w = torch.empty(parts, gc, kb, **f32)
-    dw_h = torch.empty(parts, gc, kb, **f32)
-    db = torch.empty(parts, 3, gc, **f32)
-    dx = torch.empty_like(x, memory_format=torch.preserve_format)
-    if x.numel() == 0:
-        zeros = [torch.zeros_like(t) for t in (w_hw, w_w, w_h)]
-        bias_zero = torch.zeros(gc, dtype=w_hw.dtype, device=x.device)
-        return dx, zeros[0], bias_zero, zeros[1], bias_zero.clone(), zeros[2], bias_zero.clone()
-    _, bwd = get_kernels()
-    bwd[grid](grad, x, dx, w_hw.contiguous(), w_w.contiguous(), w_h.contiguous(), dw_hw, dw_w, dw_h, db, h, w,
-              *grad.stride(), *x.stride(), *dx.stride(), c_id, gc, nb_id, nb_g,
-              KS=ks, KB=kb, BLOCK_S=block_s, BLOCK_C=block_c)
-    db_hw, db_w, db_h = (db[:, i].sum(0).to(w_hw.dtype) for i in range(3))
-    return (dx, dw_hw.sum(0).view_as(w_hw).to(w_hw.dtype), db_hw, dw_w.sum(0).view_as(w_w).to(w_w.dtype), db_w,
-            dw_h.sum(0).view_as(w_h).to(w_h.dtype), db_h)
+    _, gc = _split_sizes(x, w_hw)
+
+    def run(cfg: TileConfig | None) -> tuple[torch.Tensor, ...]:
+        if cfg is None:
+            return _reference_backward(grad, x, w_hw, w_w, w_h)
+        return _fused_backward(grad, x, w_hw, w_w, w_h, cfg)
+
+    if not _use_triton(x) or x.numel() == 0:
+        return run(None)
+    return run(_choose(x, gc, _tune_key(x, w_hw, w_w, grad), 'bwd', run))
 
 
 @inception_dwconv_backward.register_fake

@@ -199,17 +199,41 @@ def test_cuda_backbone_fast_path_matches_reference():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
 
 
-@pytest.mark.parametrize('channels_last', [False, True], ids=['nchw', 'nhwc'])
-def test_fused_backward_over_chunks_and_channel_blocks(interpreter, channels_last):
+def test_fused_backward_over_chunks_and_channel_blocks(interpreter):
     """Weight-gradient programs that walk several tiles, several chunks per image and several channel blocks."""
     torch.manual_seed(7)
-    x = _input(2, 16, 7, 9, channels_last=channels_last)
+    x = _input(1, 16, 5, 7, channels_last=True)
     params = _params(16, 1 / 4, 9)  # gc = 4 over two channel blocks of 2
-    grad = torch.randn(2, 16, 7, 9)
-    cfg = TileConfig(16, 2, 1, 1, 2)  # 63 pixels: 4 tiles of 16, 2 chunks of 2 tiles per image
+    grad = torch.randn(1, 16, 5, 7)
+    cfg = TileConfig(16, 2, 1, 1, 2)  # 35 pixels: 3 tiles of 16, so chunks of 2 tiles and of 1
     fused = op_module._fused_backward(grad, x.detach(), params[0], params[2], params[4], cfg)
     ref = op_module._reference_backward(grad, x.detach(), params[0], params[2], params[4])
     for a, b in zip(fused, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item())
     y = op_module._fused_forward(x.detach(), params, cfg)
     torch.testing.assert_close(y, inception_dwconv_reference(x.detach(), *params), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize('channels_last', [False, True], ids=['nchw', 'nhwc'])
+def test_cuda_every_tuning_config_matches_reference(dtype, channels_last):
+    """Every config the autotuner may pick, whatever it picks on this GPU: odd sizes, several channel blocks."""
+    from mmext.ops.mixer_configs import tuning_space
+    torch.manual_seed(8)
+    x = torch.randn(3, 160, 13, 17, device='cuda').to(dtype)  # gc = 20
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    params = [p.detach().cuda() for p in _params(160, 1 / 8, 11)]
+    grad = torch.randn_like(x)
+    ref = (inception_dwconv_reference(x, *[p.to(dtype) for p in params]),
+           *op_module._reference_backward(grad, x, params[0], params[2], params[4]))
+    configs = tuning_space(channels_last, 20)
+    assert configs
+    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    for cfg in configs:
+        fused = (op_module._fused_forward(x, params, cfg),
+                 *op_module._fused_backward(grad, x, params[0], params[2], params[4], cfg))
+        for a, b in zip(fused, ref, strict=True):
+            torch.testing.assert_close(a.float(), b.float(), rtol=tol, atol=tol * b.float().abs().max().item(),
+                                       msg=lambda m, cfg=cfg: f'{cfg.name}: {m}')
