@@ -149,7 +149,8 @@ def match_backbone_state_dict(module: nn.Module, backbone: BackboneStateDict, fi
     report = LoadReport(
         filename=filename, source_format=backbone.source_format, title='InceptionNeXt weights',
         prefix=backbone.prefix, checkpoint_arch=describe_arch(inferred, settings) if inferred else None,
-        model_arch=describe_arch(model_arch, settings) if isinstance(model_arch, Mapping) else type(module).__name__,
+        model_arch=(describe_arch(model_arch, settings) if isinstance(model_arch, Mapping) and 'dims' in model_arch
+                    else type(module).__name__),
         head_keys=list(backbone.head_keys), ignored_keys=list(backbone.ignored_keys),
         unexpected=diff.unexpected, mismatched=diff.mismatched,
         new_note='the released weights have no per-output norms')

@@ -1,0 +1,10 @@
+# Paper Table 1, "DWConv 3x3, conv ratio 1/4": ConvNeXt-T's block as a MetaNeXt (LayerNorm blocks, MLP ratio 4,
+# a 3x3 depthwise conv on 0.25 of the channels, the rest identity; BN stem and downsamples).
+# Paper (ImageNet-1k top-1, classification): 81.3. Recipe of the InceptionNeXt-T config.
+_base_ = '../upernet_inceptionnext_t_ade20k.py'
+model = dict(backbone=dict(
+    arch=dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768), mlp_ratios=(4, 4, 4, 4), block_norm='LN',
+              token_mixer=dict(type='DWConv2d', kernel_size=3, ratio=0.25)),
+    # No released ImageNet weights for this variant (set init_cfg=dict(type='Pretrained', checkpoint=...) to your own
+    # ImageNet-trained one); trained from scratch as written.
+    init_cfg=None))
