@@ -4,7 +4,7 @@ mmseg 1.x and mmdet 3.x import :mod:`mmcv.ops` at import time, and every ``mmcv.
 ``ext_loader.load_ext('_ext', [names])``, which imports ``mmcv._ext`` and only checks that the names exist. PyPI has
 no mmcv 2.x wheel with compiled ops, so on mmcv-lite those imports fail with ``No module named 'mmcv._ext'``.
 
-:func:`install_mmcv_ext_stand_in` puts a module under that name, before mmseg/mmdet are imported, in which
+The stand-in is a module under that name (built by :func:`make_stand_in`) in which
 
 * ``nms``, ``roi_align_forward`` and ``roi_align_backward`` run torchvision's kernels (``torch.ops.torchvision``)
   with mmcv's calling conventions (keyword names, in-place outputs, ``offset``, ``pool_mode``), which is what
@@ -14,6 +14,13 @@ no mmcv 2.x wheel with compiled ops, so on mmcv-lite those imports fail with ``N
 * every other op exists (so ``load_ext`` passes) but raises :class:`MissingMmcvOpError` when called.
 
 When compiled mmcv is installed, its ``mmcv._ext`` is used untouched.
+
+Two ways put it in place: the interpreter start-up hook (``mmext_startup``, installed with mmext as
+``mmext-startup.pth``) answers any ``import mmcv._ext`` that nothing else answers, in every Python process, so mmseg's
+and mmdet's own scripts work without importing mmext; and :func:`install_mmcv_ext_stand_in`, which ``import mmext``
+calls, for processes started without the hook (``MMEXT_NO_MMCV_STANDIN=1``, ``python -S``, a source tree on
+``PYTHONPATH``). The hook loads this file by location, before the mmext package is imported, so it imports nothing
+from mmext at module level.
 
 mmengine's ``mmcv_full_available()`` asks ``pkgutil.find_loader('mmcv._ext')``; the stand-in's ``__spec__`` has no
 loader, so that answers ``False``: full mmcv is *not* available, and mmengine keeps away from ``mmcv.ops``'
@@ -31,9 +38,8 @@ import torch
 import torchvision  # noqa: F401  (registers torch.ops.torchvision; imported lazily it fails inside a traced forward)
 from torch import Tensor
 
-from . import upstream
-
-__all__ = ['MissingMmcvOpError', 'install_mmcv_ext_stand_in', 'mmcv_ext_stand_in_installed', 'PROVIDED_OPS']
+__all__ = ['MissingMmcvOpError', 'install_mmcv_ext_stand_in', 'make_stand_in', 'mmcv_ext_stand_in_installed',
+           'PROVIDED_OPS']
 
 INSTALL_HINT = ('Install full mmcv 2.1.0 with compiled ops: `mim install mmcv==2.1.0`, or `pip install mmcv==2.1.0 '
                 '-f https://download.openmmlab.com/mmcv/dist/<cuda>/<torch>/index.html` for a CUDA/torch pair '
@@ -84,6 +90,8 @@ def roi_align_backward(grad_output: Tensor, rois: Tensor, argmax_y: Tensor, argm
                        aligned_height: int, aligned_width: int, spatial_scale: float, sampling_ratio: int,
                        pool_mode: int, aligned: bool) -> None:
     """mmcv's ``ext_module.roi_align_backward``: writes the gradient w.r.t. the features into ``grad_input``."""
+    from mmext.compat import upstream  # at call time: this file is loaded before the mmext package (see above)
+
     _check_avg_pool(pool_mode)
     batch, channels, height, width = grad_input.shape
     grad_input.copy_(upstream.roi_align_backward(
@@ -167,20 +175,27 @@ def mmcv_ext_stand_in_installed() -> bool:
     return getattr(sys.modules.get('mmcv._ext'), '__mmext_stand_in__', False)
 
 
+def make_stand_in() -> types.ModuleType:
+    """A new ``mmcv._ext`` stand-in module (not yet in ``sys.modules``); its ``__spec__`` has no loader."""
+    module = _StandInExt('mmcv._ext', __doc__)
+    module.__spec__ = importlib.machinery.ModuleSpec('mmcv._ext', loader=None)
+    module.__dict__.update(PROVIDED_OPS)
+    return module
+
+
 def install_mmcv_ext_stand_in() -> bool:
     """Install the stand-in as ``mmcv._ext`` unless mmcv is absent or already has compiled ops.
 
     Must run before ``mmcv.ops`` (hence mmseg/mmdet models) is imported; ``import mmext`` calls it. Returns
     whether it installed the stand-in. Asking ``find_spec`` imports the ``mmcv`` package itself (not ``mmcv.ops``),
-    exactly as the later real import would.
+    exactly as the later real import would; the start-up hook's own answer does not count as compiled mmcv.
     """
     if 'mmcv._ext' in sys.modules or importlib.util.find_spec('mmcv') is None:
         return False
-    if importlib.util.find_spec('mmcv._ext') is not None:
+    spec = importlib.util.find_spec('mmcv._ext')
+    if spec is not None and not getattr(spec.loader, 'mmext_stand_in', False):
         return False  # compiled mmcv: use it untouched
-    module = _StandInExt('mmcv._ext', __doc__)
-    module.__spec__ = importlib.machinery.ModuleSpec('mmcv._ext', loader=None)
-    module.__dict__.update(PROVIDED_OPS)
+    module = make_stand_in()
     sys.modules['mmcv._ext'] = module
     sys.modules['mmcv']._ext = module  # what the import system does for a submodule
     return True
