@@ -21,12 +21,36 @@ def test_run_cases_side_by_side():
     assert [r['label'] for r in results] == [c.label() for c in cases]
     for r in results:
         _check_result(r)
-    assert results[0]['ratio_to_convnext_t'] == 1.0
     assert results[1]['ratio_to_convnext_t'] == pytest.approx(results[1]['img_per_s'] / results[0]['img_per_s'])
     assert results[2]['ratio_to_convnext_t'] is None  # no ConvNeXt-T with the same settings
     assert any('repeat 2/2' in m for m in logged)
     table = bench.format_table(results)
     assert table.count('\n') == len(cases) + 1 and '| 1.00x |' in table
+
+
+
+def _row(model, img_per_s, **settings):
+    case = bench.Case(model, **settings)
+    return dict(model=model, img_per_s=img_per_s, deploy=case.deploy,
+                **dict(zip(('protocol', 'mode', 'batch_size', 'img_size', 'dtype', 'channels_last', 'compile'),
+                           case.settings())))
+
+
+def test_ratios_pair_rows_with_the_same_settings_only():
+    """Hand-made rows: each ratio divides by the ConvNeXt-T (or eager NCHW timm) row of the same settings."""
+    rows = [_row('convnext_t', 100.), _row('convnext_t', 40., dtype='bf16'),
+            _row('convnext_t', 1000., mode='infer', deploy=True),  # a folded baseline is no baseline
+            _row('inceptionnext_t', 150.), _row('inceptionnext_t', 60., dtype='bf16'),
+            _row('inceptionnext_t', 90., channels_last=True), _row('inceptionnext_t', 300., mode='infer'),
+            _row('timm_inception_next_t', 120.),
+            {k: v for k, v in _row('convnext_t', 0., img_size=512).items() if k != 'img_per_s'}]
+    bench.add_ratios(rows)
+    ratios = [r['ratio_to_convnext_t'] for r in rows[:8]]
+    assert [None if x is None else round(x, 6) for x in ratios] == [1., 1., None, 1.5, 1.5, None, None, 1.2]
+    assert rows[3]['ratio_to_timm_eager'] == pytest.approx(150 / 120)
+    assert rows[5]['ratio_to_timm_eager'] == pytest.approx(90 / 120)  # channels_last vs timm's eager NCHW
+    assert rows[4]['ratio_to_timm_eager'] is None  # no bf16 timm row
+    assert rows[8]['ratio_to_convnext_t'] is None  # a skipped case (no img_per_s)
 
 
 def test_upernet_segmentor_train_step(repo_root):

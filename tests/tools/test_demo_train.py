@@ -21,12 +21,17 @@ PIPELINE = [
 def test_demo_trains_evaluates_and_draws(tmp_path, load_tool):
     demo = load_tool('tools/demo_train.py')
     work_dir = tmp_path / 'demo'
-    summary = demo.main(['--work-dir', str(work_dir), '--iters', '10', '--num-train', '16', '--num-val', '2',
+    summary = demo.main(['--work-dir', str(work_dir), '--iters', '20', '--num-train', '16', '--num-val', '2',
                          '--batch-size', '2', '--seed', '3'])
 
-    assert 0. <= summary['mIoU'] <= 100. and 0. <= summary['aAcc'] <= 100. and 0. <= summary['mAcc'] <= 100.
-    assert 0. < summary['chance']['uniform'] < 100. and summary['chance']['num_classes_present'] >= 2
-    assert (work_dir / 'iter_10.pth').is_file()  # trained exactly --iters iterations, resumable
+    # The full demo (README) reaches mIoU 60.85 against chance 4.4. This 20-iteration run measured 37.3 against a
+    # chance of 7.0 (uniform) / 7.2 (majority class) on 6 classes, on the 2-core CI CPU; 10 iterations are not
+    # enough to beat chance (3.4). Learning must show as at least 3x the better chance level.
+    chance = summary['chance']
+    assert chance['num_classes_present'] >= 4
+    assert summary['mIoU'] >= 3 * max(chance['uniform'], chance['majority']), (summary['mIoU'], chance)
+    assert summary['aAcc'] > 50. and summary['mAcc'] > summary['mIoU']
+    assert (work_dir / 'iter_20.pth').is_file()  # trained exactly --iters iterations, resumable
     picture = cv2.imread(summary['picture'])
     assert Path(summary['picture']) == work_dir / 'demo.png'
     # Three 256x192 panels with 6-pixel gaps under a 24-pixel title bar, then the legend.
