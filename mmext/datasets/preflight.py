@@ -105,12 +105,15 @@ def dataset_samples(dataset) -> Iterable[tuple[object, list[dict]]]:
         for child in dataset.datasets:
             yield from dataset_samples(child)
         return
-    if hasattr(dataset, 'dataset') and not hasattr(dataset, 'data_list'):
+    if hasattr(dataset, 'dataset') and not hasattr(dataset, 'get_data_info'):
         yield from dataset_samples(dataset.dataset)
         return
     if hasattr(dataset, 'full_init'):
         dataset.full_init()
-    yield dataset, list(getattr(dataset, 'data_list', []))
+    if hasattr(dataset, 'get_data_info'):  # BaseDataset serialises data_list and empties it
+        yield dataset, [dataset.get_data_info(i) for i in range(len(dataset))]
+    else:
+        yield dataset, list(getattr(dataset, 'data_list', []))
 
 
 def check_dataset(dataset, split: str = 'dataset', full_decode: bool = False, workers: int | None = None
