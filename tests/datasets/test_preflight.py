@@ -50,7 +50,8 @@ def test_checked_ade20k_finds_uppercase_suffixes(ade20k_samples, tmp_path):
     ann_dir.mkdir(parents=True)
     src = sorted((ade20k_samples / 'images' / 'validation').glob('*.jpg'))[0]
     (img_dir / 'UPPER.JPG').write_bytes(src.read_bytes())
-    (ann_dir / 'UPPER.png').write_bytes((ade20k_samples / 'annotations' / 'validation' / f'{src.stem}.png').read_bytes())
+    ann = ade20k_samples / 'annotations' / 'validation' / f'{src.stem}.png'
+    (ann_dir / 'UPPER.png').write_bytes(ann.read_bytes())
     ds = CheckedADE20KDataset(data_root=str(tmp_path), data_prefix=dict(img_path='images/validation',
                                                                         seg_map_path='annotations/validation'))
     assert [ds.get_data_info(i)['img_path'] for i in range(len(ds))] == [str(img_dir / 'UPPER.JPG')]
