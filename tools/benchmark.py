@@ -25,8 +25,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--preset', choices=['gpu', 'cpu-deploy'], help='a ready matrix; other switches then only '
-                        'override --json/--budget-s')
+    parser.add_argument('--preset', choices=['gpu', 'gpu-variants', 'cpu-deploy'],
+                        help='a ready matrix (gpu-variants: the paper variants of Tables 1/5/8); other switches '
+                        'then only override --json/--budget-s')
     parser.add_argument('--models', nargs='+', default=['convnext_t', 'timm_inception_next_t', 'inceptionnext_t'],
                         choices=sorted(bench.MODELS), metavar='MODEL',
                         help=f'any of {", ".join(sorted(bench.MODELS))}')

@@ -28,6 +28,12 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+
+def _paper_variant_names() -> list[str]:
+    from mmext.models.variants import PAPER_VARIANTS
+    return list(PAPER_VARIANTS)
+
+
 # name -> (source, timm name or arch); 'free' is mmext's InceptionNeXt-T with token_mixer = Identity, the ceiling
 # a faster token mixer could reach (see docs/benchmarks.md).
 MODELS = {
@@ -44,6 +50,10 @@ MODELS = {
     'inceptionnext_t_free_mixer': ('mmext-free', 'tiny'),
     'upernet_t': ('segmentor', 'configs/upernet_inceptionnext_t_ade20k.py'),
 }
+# the paper's variants (Tables 1, 5, 8; mmext.models.variants), under their variant names: compare their speed
+# ordering with the paper's throughput columns
+VARIANT_GROUP = [f'variant:{name}' for name in _paper_variant_names()]
+MODELS.update({name: ('mmext-variant', name.removeprefix('variant:')) for name in VARIANT_GROUP})
 BASELINE = 'convnext_t'
 
 
@@ -110,6 +120,7 @@ def build_model(case: Case, repo_root: str | Path = '.') -> nn.Module:
     import timm
 
     from mmext.models.backbones.inceptionnext import InceptionNeXt
+    from mmext.registry import MODELS as MMEXT_MODELS
 
     source, name = MODELS[case.model]
     dense = case.protocol == 'dense'
@@ -120,12 +131,18 @@ def build_model(case: Case, repo_root: str | Path = '.') -> nn.Module:
         return timm.create_model(name, pretrained=False, **kw)
     if source == 'segmentor':
         return _build_segmentor(Path(repo_root) / name, case.deploy)
+    if source == 'mmext-variant':
+        from mmext.models.classifiers import MetaNeXtClassifier
+        from mmext.models.variants import PAPER_VARIANTS, variant_backbone
+        cfg = variant_backbone(name)
+        if dense:
+            return MMEXT_MODELS.build(dict(cfg, init_cfg=None))
+        return MetaNeXtClassifier(cfg, PAPER_VARIANTS[name]['head'])
     # PyTorch's default init: speed does not depend on the weights, and init_weights() logs every tensor
-    backbone = InceptionNeXt(name, out_indices=(0, 1, 2, 3) if dense else (3,))
-    if source == 'mmext-free':
-        for block in backbone.modules():
-            if hasattr(block, 'token_mixer'):
-                block.token_mixer = nn.Identity()
+    arch = InceptionNeXt._parse_arch(name)
+    if source == 'mmext-free':  # the free-mixer bound: the same network with the 'Identity' token mixer
+        arch['token_mixer'] = dict(type='Identity')
+    backbone = InceptionNeXt(arch, out_indices=(0, 1, 2, 3) if dense else (3,))
     if case.deploy:
         backbone.eval().switch_to_deploy()
     return backbone if dense else _Classifier(backbone, backbone.feature_info[-1]['num_chs'])
@@ -462,7 +479,10 @@ def preset_cases(name: str) -> tuple[list[Case], dict]:
                  Case('inceptionnext_t', deploy=True, channels_last=True, **base),
                  Case('inceptionnext_t', deploy=True, channels_last=True, compile=True, **base)]
         return cases, dict(device='cpu', warmup=2, repeats=5, steps=1, interleave=True)
-    raise ValueError(f"unknown preset {name!r}; choose 'gpu' or 'cpu-deploy'")
+    if name == 'gpu-variants':  # the paper's variants, its protocol (Table 8's throughput columns), eager fp32
+        cases = [Case(m, 'paper', mode, 128, 224) for m in VARIANT_GROUP for mode in ('train', 'infer')]
+        return cases, dict(device='cuda', warmup=3, repeats=3, steps=5, interleave=False, budget_s=420)
+    raise ValueError(f"unknown preset {name!r}; choose 'gpu', 'gpu-variants' or 'cpu-deploy'")
 
 
 def environment() -> dict:
