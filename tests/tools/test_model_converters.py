@@ -56,3 +56,19 @@ def test_wrong_arch_fails_without_writing(converter, timm_atto_safetensors, tmp_
     err = capsys.readouterr().err
     assert 'checkpoint looks like InceptionNeXt-atto' in err and 'the model is InceptionNeXt-tiny' in err
     assert not dst.exists()
+
+
+@pytest.mark.parametrize('spelling', ['same', 'dotted', 'symlink'])
+def test_refuses_to_overwrite_its_source(converter, timm_atto_safetensors, tmp_path, spelling, capsys):
+    src, _ = timm_atto_safetensors
+    before = src.read_bytes()
+    if spelling == 'same':
+        dst = src
+    elif spelling == 'dotted':
+        dst = src.parent / '.' / '..' / src.parent.name / src.name
+    else:
+        dst = tmp_path / 'link.safetensors'
+        dst.symlink_to(src)
+    assert converter.main([str(src), str(dst), '--arch', 'atto']) == 1
+    assert f'refusing to overwrite the source checkpoint {src}' in capsys.readouterr().err
+    assert src.read_bytes() == before

@@ -26,7 +26,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, arch: str
     from the tensor shapes when ``None``). ``out_prefix='backbone.'`` makes a file for a segmentor's ``load_from``.
     """
     src, dst = str(src), str(dst)
-    if osp.abspath(osp.expanduser(src)) == osp.abspath(osp.expanduser(dst)):
+    if osp.realpath(osp.expanduser(src)) == osp.realpath(osp.expanduser(dst)):  # symlinks too
         raise CheckpointError(f'refusing to overwrite the source checkpoint {src}')
     backbone = extract_backbone_state_dict(read_checkpoint(src), src_prefix, source=src)
     if arch is None:
@@ -83,6 +83,8 @@ def convert_checkpoint_to_deploy(src: str | os.PathLike, dst: str | os.PathLike,
     and other non-tensor state are dropped). ``dst`` is ``{'state_dict': ..., 'meta': {...}}``, which a model
     with ``backbone=dict(type='InceptionNeXt', deploy=True, ...)`` loads. Returns ``meta``.
     """
+    if osp.realpath(osp.expanduser(src)) == osp.realpath(osp.expanduser(dst)):
+        raise CheckpointError(f'refusing to overwrite the source checkpoint {src}')
     checkpoint = read_checkpoint(src)
     backbone = extract_backbone_state_dict(checkpoint, source=str(src))
     folded = deploy_state_dict(backbone.state_dict, arch)

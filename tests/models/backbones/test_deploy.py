@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from mmext.checkpoint import CheckpointError
 from mmext.models.backbones.inceptionnext import InceptionNeXt
 from mmext.models.backbones.inceptionnext_convert import convert_checkpoint_to_deploy, deploy_state_dict
 
@@ -105,3 +106,15 @@ def test_deploy_backbone_exports_to_onnx(randomise_weights, tmp_path):
     assert len(outs) == 2
     for a, b in zip(ref, outs, strict=True):
         np.testing.assert_allclose(b, a.numpy(), rtol=1e-4, atol=1e-4 * a.abs().max().item())
+
+
+def test_deploy_converter_refuses_to_overwrite_its_source(tmp_path):
+    src = tmp_path / 'inceptionnext_custom.pth'
+    torch.save(InceptionNeXt(TINY_ARCH, out_indices=(0, 1)).state_dict(), src)
+    before = src.read_bytes()
+    link = tmp_path / 'link.pth'
+    link.symlink_to(src)
+    for dst in (src, link):
+        with pytest.raises(CheckpointError, match='refusing to overwrite the source checkpoint'):
+            convert_checkpoint_to_deploy(src, dst)
+    assert src.read_bytes() == before
