@@ -83,7 +83,9 @@ def test_presets_cover_the_matrix():
     cases, kwargs = bench.preset_cases('gpu')
     assert kwargs['device'] == 'cuda' and kwargs['budget_s'] < 480
     models = {c.model for c in cases}
-    assert models == set(bench.MODELS)
+    assert models == set(bench.MODELS) - set(bench.VARIANT_GROUP)  # the paper variants have their own preset
+    variants, _ = bench.preset_cases('gpu-variants')
+    assert {c.model for c in variants} == set(bench.VARIANT_GROUP) != set()
     settings = {(c.protocol, c.mode, c.batch_size, c.img_size, c.dtype, c.channels_last, c.compile) for c in cases}
     assert ('paper', 'train', 128, 224, 'fp32', False, False) in settings
     assert ('paper', 'infer', 128, 224, 'bf16', True, True) in settings
