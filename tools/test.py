@@ -8,6 +8,9 @@ does) or a ``.pkl`` file (any task: raw predictions dumped by mmengine's DumpRes
 """
 import argparse
 import inspect
+import os.path as osp
+import time
+from pathlib import Path
 
 from mmengine.config import Config
 from mmengine.registry import HOOKS
@@ -25,19 +28,28 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--out', help='directory for prediction PNGs (segmentation) or a .pkl file for predictions')
     parser.add_argument('--show', action='store_true', help='show predictions in a window')
     parser.add_argument('--show-dir', help='directory where every image is saved painted with its prediction')
+    parser.add_argument('--show-interval', type=int, default=1,
+                        help='--show/--show-dir paint every N-th test batch (default 1: every image; mmseg and mmdet '
+                             "hooks' own default is 50)")
     parser.add_argument('--wait-time', type=float, default=2, help='seconds each shown image stays up')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation (the config\'s tta_pipeline)')
     return add_runner_args(parser).parse_args()
 
 
-def enable_visualization(cfg: Config, show: bool, show_dir: str | None, wait_time: float) -> None:
-    """Turn on the config's ``default_hooks.visualization`` (mmseg's or mmdet's hook) for ``--show``/``--show-dir``."""
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
+
+
+def enable_visualization(cfg: Config, show: bool, show_dir: str | None, wait_time: float, interval: int = 1) -> None:
+    """Turn on the config's ``default_hooks.visualization`` (mmseg's or mmdet's hook) for ``--show``/``--show-dir``,
+    painting every ``interval``-th test batch."""
+    if interval < 1:
+        raise ValueError(f'--show-interval must be a positive number of batches, got {interval}')
     hook = cfg.get('default_hooks', {}).get('visualization')
     if hook is None:
         raise KeyError('--show/--show-dir need default_hooks.visualization in the config, e.g. '
                        "visualization=dict(type='SegVisualizationHook')")
     hook['draw'] = True
-    hook['interval'] = 1  # every test image, not mmseg's default of every 50th
+    hook['interval'] = interval  # 1: every test image, not the hooks' default of every 50th (none on small sets)
     if show:
         hook['show'] = True
         hook['wait_time'] = wait_time
@@ -48,6 +60,20 @@ def enable_visualization(cfg: Config, show: bool, show_dir: str | None, wait_tim
             hook['test_out_dir'] = show_dir  # mmdet's DetVisualizationHook
         else:
             cfg.visualizer['save_dir'] = show_dir  # mmseg's SegVisualizationHook draws through the visualizer
+
+
+def painted_dir(cfg: Config, show_dir: str, timestamp: str) -> Path:
+    """Where the hook writes: mmdet's joins a relative ``test_out_dir`` to ``work_dir/<timestamp>``."""
+    if 'test_out_dir' in cfg.default_hooks.visualization and not osp.isabs(show_dir):
+        return Path(cfg.work_dir, timestamp, show_dir)
+    return Path(show_dir)
+
+
+def count_images(folder: Path, since: float) -> int:
+    """Image files under ``folder`` written at or after ``since`` (a ``time.time()``)."""
+    if not folder.is_dir():
+        return 0
+    return sum(1 for p in folder.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES and p.stat().st_mtime >= since)
 
 
 def add_output(cfg: Config, out: str) -> None:
@@ -69,14 +95,19 @@ def main() -> None:
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
-        enable_visualization(cfg, args.show, args.show_dir, args.wait_time)
+        enable_visualization(cfg, args.show, args.show_dir, args.wait_time, args.show_interval)
     if args.tta:
         enable_tta(cfg)
     if args.out is not None:
         add_output(cfg, args.out)
     runner = build_runner(cfg)
     check_checkpoint_fits(runner.model, args.checkpoint)  # the Runner itself loads load_from non-strictly
+    start = time.time() - 1  # file systems with 1 s timestamps
     runner.test()
+    if args.show_dir:
+        folder = painted_dir(cfg, args.show_dir, runner.timestamp)
+        every = 'every image' if args.show_interval == 1 else f'one batch in {args.show_interval}'
+        runner.logger.info(f'--show-dir: wrote {count_images(folder, start)} painted images ({every}) under {folder}')
 
 
 if __name__ == '__main__':
