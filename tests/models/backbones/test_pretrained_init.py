@@ -60,3 +60,27 @@ def test_pretrained_backbone_survives_init_weights_and_runner_train(timm_atto_st
     backbone.init_weights()
     trained = runner.model.backbone.state_dict()
     assert all(torch.equal(v, trained[k]) for k, v in backbone.state_dict().items())
+
+
+def test_trusted_prefix_through_init_cfg(tiny_arch, randomise_weights, tmp_path):
+    """A training checkpoint holding a pickled object (timm saves its ``argparse.Namespace``) is refused by the
+    weights-only reader, naming the object; ``trusted://`` in ``init_cfg`` loads it in full."""
+    import argparse
+
+    import pytest
+
+    from mmext.checkpoint import UnsafeCheckpointError
+    from mmext.models import InceptionNeXt
+
+    source = randomise_weights(InceptionNeXt(tiny_arch), seed=3)
+    path = tmp_path / 'train_checkpoint.pth'
+    torch.save({'state_dict': source.state_dict(), 'args': argparse.Namespace(lr=0.1)}, path)
+
+    refused = InceptionNeXt(tiny_arch, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(UnsafeCheckpointError, match=r'(?s)train_checkpoint\.pth.*argparse\.Namespace.*trusted://'):
+        refused.init_weights()
+
+    model = InceptionNeXt(tiny_arch, init_cfg=dict(type='Pretrained', checkpoint=f'trusted://{path}'))
+    model.init_weights()
+    for key, value in source.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
