@@ -15,8 +15,11 @@ $(STAMP): requirements.txt setup.cfg
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# Extra options for tools/demo_train.py, e.g. `make demo DEMO_ARGS="--iters 20"` for a quick look.
+DEMO_ARGS ?=
+
 demo: venv
-	$(PY) tools/demo_train.py
+	$(PY) tools/demo_train.py $(DEMO_ARGS)
 
 test: venv
 	$(PY) -m pytest -n 2 --durations=15 tests
