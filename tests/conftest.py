@@ -7,6 +7,7 @@ What lives here (use these rather than writing your own copy):
 - ``write_tiny_seg_config``: a runnable tiny UperNet-InceptionNeXt config on the real ADE20K samples.
 - ``randomise_weights``: order-1 random weights, BN statistics and layer scales, so every layer matters.
 - ``timm_state_dict`` / ``timm_atto_state_dict``: timm's ``inception_next_*`` state dicts with random values.
+- ``assert_same_gradients``: two models, same weights, same gradients (``with_cp`` and the like).
 """
 import importlib.util
 import os
@@ -188,6 +189,24 @@ def timm_state_dict() -> Callable[..., dict[str, torch.Tensor]]:
 def timm_atto_state_dict() -> dict[str, torch.Tensor]:
     """``timm_state_dict('atto')`` (seed 0), shared read-only by the tests of one session: do not modify it."""
     return _timm_state_dict('atto')
+
+
+def _assert_same_gradients(reference: nn.Module, other: nn.Module, x: torch.Tensor) -> None:
+    other.load_state_dict(reference.state_dict())
+    for model in (reference, other):
+        model.zero_grad()
+        outs = model(x)
+        sum(o.sum() for o in (outs if isinstance(outs, (tuple, list)) else [outs])).backward()
+    for (name, p), q in zip(reference.named_parameters(), other.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+@pytest.fixture(scope='session')
+def assert_same_gradients() -> Callable[[nn.Module, nn.Module, torch.Tensor], None]:
+    """``assert_same_gradients(reference, other, x)``: give ``other`` the reference's weights, back-propagate the
+    sum of every output on ``x`` through both and compare each parameter's gradient (e.g. ``with_cp=True``
+    against the plain model: activation checkpointing must not change the maths)."""
+    return _assert_same_gradients
 
 
 def pytest_collection_modifyitems(config, items):
