@@ -9,7 +9,6 @@ works; at the end it prints the frames written and the segmentation speed (frame
 end to end). Without CHECKPOINT the model is randomly initialised (nothing is downloaded).
 """
 import argparse
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
