@@ -1,0 +1,20 @@
+"""tools/analysis/browse_dataset.py: pictures of the augmented training samples, on the real ADE20K samples."""
+import cv2
+import numpy as np
+
+
+def test_browse_writes_augmented_samples(load_tool, write_tiny_seg_config, ade20k_samples, tmp_path, capsys):
+    cfg = write_tiny_seg_config(tmp_path / 'tiny.py', ade20k_samples, max_iters=2)
+    written = load_tool('tools/analysis/browse_dataset.py').main([str(cfg), '--out-dir', str(tmp_path / 'b'),
+                                                                  '-n', '2'])
+    assert [p.name for p in written] == ['ADE_val_00000001_0000.png', 'ADE_val_00000002_0001.png']
+    for path in written:
+        picture = cv2.imread(str(path))
+        # at most the train pipeline's 64x64 crop (of a resize by 0.5..2 to 256x64), not the 683x512 raw image
+        assert picture.shape[0] <= 64
+        white = (picture == 255).all(axis=(0, 2))
+        width = next(c for c in range(1, 65) if white[c:c + 4].all())  # image | 4-px gap | overlay | legend
+        image, painted = picture[:, :width], picture[:, width + 4:2 * width + 4]
+        assert np.abs(image.astype(int) - painted.astype(int)).mean() > 1  # the label overlay is drawn
+        assert picture.shape[1] > 2 * width + 4  # and a legend of the classes in the crop
+    assert 'wrote 2 pictures of the train pipeline (3 samples in all)' in capsys.readouterr().out
