@@ -13,7 +13,6 @@ model = dict(
 
 # PoolFormer's recipe: weight decay on every parameter.
 optim_wrapper = dict(
-    _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=0.0002, weight_decay=0.0001))
 # No layer-wise lr decay: the paper's recipes have none. mmseg's ConvNeXt recipe uses stage-wise decay 0.9; to try

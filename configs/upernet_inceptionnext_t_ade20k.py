@@ -13,7 +13,6 @@ model = dict(
     auxiliary_head=dict(num_classes=150))
 
 optim_wrapper = dict(
-    _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=0.00006, betas=(0.9, 0.999), weight_decay=0.01),
     # Swin's recipe exempts its norms from weight decay; here every 1-D parameter (norms, biases, layer scale).
