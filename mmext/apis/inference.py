@@ -37,6 +37,8 @@ from mmext.models.backbones.inceptionnext_weights import load_backbone_checkpoin
 
 ImageInput = str | Path | np.ndarray
 
+# label_map_from_logits interpolates at most this many classes per pixel where few can win (measured: 2-3).
+_MAX_CONTENDERS = 8
 # Tensors under these prefixes mark a whole-segmentor checkpoint (else it is loaded as backbone weights).
 _SEGMENTOR_PREFIXES = ('decode_head.', 'auxiliary_head.', 'neck.')
 # mmseg's ADE20K test pipeline; used when a config has no ``test_pipeline`` (a model-only config).
@@ -186,14 +188,15 @@ def _ensure_test_pipeline(model: BaseSegmentor) -> None:
 
 
 def inference_segmentor(model: BaseSegmentor, images: ImageInput | Sequence[ImageInput],
-                        return_logits: bool = False, max_tile_bytes: int = 64 * 2**20
+                        return_logits: bool = False, max_tile_bytes: int = 256 * 2**20
                         ) -> np.ndarray | tuple[np.ndarray, np.ndarray] | list:
     """Segment one image or a list of images with the config's test pipeline.
 
     The label map is computed with bounded memory: the network's logits (at the test pipeline's scale, e.g. 512
-    px high) are resized to the image's size and arg-maxed one band of rows at a time
-    (:func:`label_map_from_logits`), so a 10000x10000 image no longer needs ``num_classes x 10^8`` floats. The
-    result equals mmseg's (bilinear resize of all logits, then arg-max).
+    px high) are resized to the image's size and arg-maxed without materialising ``num_classes x H x W`` floats
+    (:func:`label_map_from_logits`: only pixels near class boundaries are interpolated), so a 10000x10000 image
+    no longer needs ``num_classes x 10^8`` floats. The result equals mmseg's (bilinear resize of all logits, then
+    arg-max) up to float-rounding ties.
 
     Args:
         model: A segmentor from :func:`init_segmentor`.
@@ -201,7 +204,7 @@ def inference_segmentor(model: BaseSegmentor, images: ImageInput | Sequence[Imag
             run one at a time, so a list may mix sizes.
         return_logits: Also return the logits. They are full size, ``num_classes x H x W`` float32, and cost
             what that costs (mmseg's own path is used).
-        max_tile_bytes: Memory for one band of resized logits.
+        max_tile_bytes: Working memory of one step of :func:`label_map_from_logits` (below it: mmseg's path).
 
     Returns:
         Per image, the ``(H, W)`` ``int64`` label map at the image's own size (class ids ``0..num_classes-1``),
@@ -223,7 +226,7 @@ def inference_segmentor(model: BaseSegmentor, images: ImageInput | Sequence[Imag
 
 @torch.no_grad()
 def _bounded_label_map(model: BaseSegmentor, image: np.ndarray, max_tile_bytes: int) -> np.ndarray:
-    """mmseg's ``inference_model`` + ``postprocess_result`` for one image, with the resize + arg-max in bands."""
+    """mmseg's ``inference_model`` + ``postprocess_result`` for one image, with the bounded-memory resize + arg-max."""
     from mmengine.dataset import Compose
 
     pipeline_cfg = copy.deepcopy(model.cfg.test_pipeline)
@@ -246,50 +249,92 @@ def _bounded_label_map(model: BaseSegmentor, image: np.ndarray, max_tile_bytes: 
     return label_map_from_logits(logits, meta['ori_shape'][:2], model.align_corners, max_tile_bytes)
 
 
+def _source_coords(in_size: int, out_size: int, align_corners: bool
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per output index: the two source indices and their weights, as torch's ``upsample_bilinear2d`` sets them."""
+    dst = torch.arange(out_size, dtype=torch.float32)
+    if align_corners:
+        src = dst * ((in_size - 1) / (out_size - 1) if out_size > 1 else 0.)
+    else:
+        src = ((dst + 0.5) * torch.tensor(in_size / out_size, dtype=torch.float32) - 0.5).clamp_(min=0)
+    i0 = src.long().clamp_(max=in_size - 1)
+    i1 = (i0 + 1).clamp_(max=in_size - 1)
+    w1 = src - i0.float()
+    return i0, i1, 1 - w1, w1
+
+
 def label_map_from_logits(logits: torch.Tensor, size: tuple[int, int], align_corners: bool = False,
-                          max_tile_bytes: int = 64 * 2**20) -> np.ndarray:
-    """``argmax(bilinear_resize(logits, size))`` over classes, computed in bands of output rows.
+                          max_tile_bytes: int = 256 * 2**20) -> np.ndarray:
+    """``argmax(bilinear_resize(logits, size))`` over classes, without the full-size logits.
 
     Args:
         logits: ``(C, h, w)`` logits.
         size: Output ``(H, W)``.
         align_corners: As in :func:`torch.nn.functional.interpolate`.
-        max_tile_bytes: Upper bound for one band of resized float32 logits (``C x rows x W``).
+        max_tile_bytes: Bound for the working memory of one step. When ``C x H x W`` float32 fit in it, this is
+            exactly ``F.interpolate`` + ``argmax``.
 
-    Each band resizes only the input rows it needs (two per output row) with ``F.interpolate`` along the width
-    and the same weights torch uses along the height, so peak memory is about ``max_tile_bytes`` plus the
-    ``(H, W)`` label map, whatever the image size.
+    A bilinear value lies between the smallest and the largest of its four source pixels, so in a source cell
+    where one class's smallest corner beats every other class's largest one (by a margin far above float
+    rounding), every output pixel of that cell takes that class without being interpolated. Only pixels of the
+    other cells (class boundaries) are interpolated, for the few classes that can win there (all classes where
+    more than eight can), in chunks of at most ``max_tile_bytes``.
+    Memory: a few copies of ``logits`` plus the ``(H, W)`` label map, whatever the output size. Where two
+    classes' interpolated logits differ by less than float rounding (~1e-5) the winner may differ from a full
+    resize, as between any two bilinear implementations.
     """
     c, in_h, in_w = logits.shape
     out_h, out_w = size
-    logits = logits.float()
+    logits = logits.detach().float().cpu()
     if c * out_h * out_w * 4 <= max_tile_bytes:  # fits at once: exactly mmseg's computation
         full = torch.nn.functional.interpolate(logits[None], size=(out_h, out_w), mode='bilinear',
                                                align_corners=align_corners)[0]
-        return full.argmax(0).cpu().numpy().astype(np.int64)
-    # source row and weight per output row, as torch's upsample_bilinear2d computes them
-    rows = torch.arange(out_h, dtype=torch.float32, device=logits.device)
-    if align_corners:
-        src = rows * ((in_h - 1) / (out_h - 1) if out_h > 1 else 0.)
-    else:
-        src = ((rows + 0.5) * torch.tensor(in_h / out_h, dtype=torch.float32) - 0.5).clamp_(min=0)
-    y0 = src.long().clamp_(max=in_h - 1)
-    y1 = (y0 + 1).clamp_(max=in_h - 1)
-    ly = (src - y0.float())[:, None]
-    band = max(1, max_tile_bytes // (4 * c * out_w * 3))
-    label = np.empty((out_h, out_w), dtype=np.int64)
-    for start in range(0, out_h, band):
-        stop = min(out_h, start + band)
-        lo, hi = int(y0[start]), int(y1[stop - 1]) + 1
-        # width first on the few input rows this band reads, then the height weights
-        part = torch.nn.functional.interpolate(logits[None, :, lo:hi], size=(hi - lo, out_w), mode='bilinear',
-                                               align_corners=align_corners)[0]
-        top = part[:, y0[start:stop] - lo]
-        bottom = part[:, y1[start:stop] - lo]
-        weight = ly[start:stop]
-        mixed = top * (1 - weight) + bottom * weight
-        label[start:stop] = mixed.argmax(0).cpu().numpy()
-    return label
+        return full.argmax(0).numpy().astype(np.int64)
+    y0, y1, hy0, hy1 = _source_coords(in_h, out_h, align_corners)
+    x0, x1, wx0, wx1 = _source_coords(in_w, out_w, align_corners)
+    # Per source cell (y, x) (corners y|y+1, x|x+1, edges clamped): the classes whose largest corner reaches the
+    # best smallest corner. The winner of every pixel in the cell is one of them; with one, it is the label.
+    padded = torch.cat([logits, logits[:, -1:]], 1)
+    padded = torch.cat([padded, padded[:, :, -1:]], 2)
+    k = min(c, _MAX_CONTENDERS)
+    contenders = torch.empty(k, in_h, in_w, dtype=torch.int64)  # ascending class ids, padded with the last
+    count = torch.empty(in_h, in_w, dtype=torch.int64)
+    order = -torch.arange(c, dtype=torch.float32)[:, None, None]
+    rows = max(1, max_tile_bytes // (4 * 6 * c * (in_w + 1)))
+    for start in range(0, in_h, rows):
+        block = padded[:, start:min(in_h, start + rows) + 1]
+        corners = (block[:, :-1, :-1], block[:, :-1, 1:], block[:, 1:, :-1], block[:, 1:, 1:])
+        low = torch.minimum(torch.minimum(corners[0], corners[1]), torch.minimum(corners[2], corners[3]))
+        high = torch.maximum(torch.maximum(corners[0], corners[1]), torch.maximum(corners[2], corners[3]))
+        best = low.amax(0)
+        reach = high >= (best - 1e-3 * (1 + best.abs()))[None]  # margin far above float rounding
+        count[start:start + rows] = reach.sum(0)
+        ids = torch.where(reach, order, float('-inf')).topk(k, 0).indices  # smallest ids first
+        n = count[start:start + rows].clamp(max=k)
+        last = ids.gather(0, (n - 1)[None])
+        contenders[:, start:start + rows] = torch.where(torch.arange(k)[:, None, None] < n[None], ids, last)
+    cell = y0[:, None] * in_w + x0[None, :]  # (H, W) source cell of each output pixel
+    label = contenders[0].view(-1)[cell.view(-1)]
+    flat = logits.permute(1, 2, 0).contiguous().view(-1)  # pixel-major, so a pixel's classes gather fast
+    cell_count = count.view(-1)[cell]
+    for few in (True, False):
+        rows_at, cols_at = torch.nonzero((cell_count > 1) & (cell_count <= k) if few else cell_count > k,
+                                         as_tuple=True)
+        width = k if few else c
+        chunk = max(1, max_tile_bytes // (4 * width * 12))
+        for start in range(0, rows_at.numel(), chunk):
+            r, q = rows_at[start:start + chunk], cols_at[start:start + chunk]
+            if few:
+                ids = contenders.view(k, -1)[:, y0[r] * in_w + x0[q]].T  # (P, k)
+            else:
+                ids = torch.arange(c).expand(r.numel(), c)
+            top, bottom, left, right = y0[r, None] * in_w, y1[r, None] * in_w, x0[q, None], x1[q, None]
+            wl, wr = wx0[q, None], wx1[q, None]
+            upper = flat[(top + left) * c + ids] * wl + flat[(top + right) * c + ids] * wr
+            lower = flat[(bottom + left) * c + ids] * wl + flat[(bottom + right) * c + ids] * wr
+            mixed = upper * hy0[r, None] + lower * hy1[r, None]
+            label[r * out_w + q] = ids.gather(1, mixed.argmax(1, keepdim=True))[:, 0]
+    return label.view(out_h, out_w).numpy()
 
 
 @torch.no_grad()
