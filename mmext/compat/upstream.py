@@ -36,6 +36,16 @@ def set_runner_checkpoint_request(runner: Any, resume: bool, load_from: str | No
     runner._resume, runner._load_from = resume, load_from
 
 
+def runner_is_training(runner: Any) -> bool:
+    """Whether the Runner is inside ``train()`` (its train loop is built) rather than ``test()`` / ``val()``.
+
+    mmengine 0.10.7: ``Runner._train_loop`` is a ``BaseLoop`` once ``train()`` has built it, else the config dict
+    or ``None`` (the public ``train_loop`` property would build it).
+    """
+    from mmengine.runner import BaseLoop
+    return isinstance(runner._train_loop, BaseLoop)
+
+
 def roi_align_backward(grad_output: torch.Tensor, rois: torch.Tensor, spatial_scale: float, pooled_height: int,
                        pooled_width: int, batch: int, channels: int, height: int, width: int, sampling_ratio: int,
                        aligned: bool) -> torch.Tensor:

@@ -30,7 +30,7 @@ from mmext.checkpoint import (
     read_checkpoint,
     unwrap_state_dict,
 )
-from mmext.compat.upstream import runner_checkpoint_request, set_runner_checkpoint_request
+from mmext.compat.upstream import runner_checkpoint_request, runner_is_training, set_runner_checkpoint_request
 from mmext.registry import HOOKS
 
 _CHECKPOINT_NAME = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')
@@ -174,6 +174,8 @@ class ResumeCheckHook(Hook):
     - The checkpoint to resume or ``load_from`` must fit the model exactly (one summary of the keys that differ,
       :func:`~mmext.checkpoint.check_model_state_dict`) and hold no NaN/Inf tensors (unless
       ``allow_non_finite``). A backbone-only checkpoint as ``load_from`` is refused with the config to use.
+    - Only in ``Runner.train()``: ``test()`` / ``val()`` are left alone (``tools/test.py`` checks its checkpoint
+      itself, so the file is read once).
     - After a resume, a learning rate in the checkpoint's optimizer that differs from the config's is logged: the
       resumed state wins.
 
@@ -189,8 +191,8 @@ class ResumeCheckHook(Hook):
 
     def before_run(self, runner) -> None:
         loaded, resume, load_from = runner_checkpoint_request(runner)
-        if loaded:
-            return
+        if loaded or not runner_is_training(runner):
+            return  # tools/test.py fit-checks its checkpoint itself: read it once
         if resume and load_from is None:
             found, warnings = find_resumable_checkpoint(runner.work_dir)
             for line in warnings:
