@@ -313,28 +313,34 @@ def label_map_from_logits(logits: torch.Tensor, size: tuple[int, int], align_cor
         n = count[start:start + rows].clamp(max=k)
         last = ids.gather(0, (n - 1)[None])
         contenders[:, start:start + rows] = torch.where(torch.arange(k)[:, None, None] < n[None], ids, last)
-    cell = y0[:, None] * in_w + x0[None, :]  # (H, W) source cell of each output pixel
-    label = contenders[0].view(-1)[cell.view(-1)]
     flat = logits.permute(1, 2, 0).contiguous().view(-1)  # pixel-major, so a pixel's classes gather fast
-    cell_count = count.view(-1)[cell]
-    for few in (True, False):
-        rows_at, cols_at = torch.nonzero((cell_count > 1) & (cell_count <= k) if few else cell_count > k,
-                                         as_tuple=True)
-        width = k if few else c
-        chunk = max(1, max_tile_bytes // (4 * width * 12))
-        for start in range(0, rows_at.numel(), chunk):
-            r, q = rows_at[start:start + chunk], cols_at[start:start + chunk]
-            if few:
-                ids = contenders.view(k, -1)[:, y0[r] * in_w + x0[q]].T  # (P, k)
-            else:
-                ids = torch.arange(c).expand(r.numel(), c)
-            top, bottom, left, right = y0[r, None] * in_w, y1[r, None] * in_w, x0[q, None], x1[q, None]
-            wl, wr = wx0[q, None], wx1[q, None]
-            upper = flat[(top + left) * c + ids] * wl + flat[(top + right) * c + ids] * wr
-            lower = flat[(bottom + left) * c + ids] * wl + flat[(bottom + right) * c + ids] * wr
-            mixed = upper * hy0[r, None] + lower * hy1[r, None]
-            label[r * out_w + q] = ids.gather(1, mixed.argmax(1, keepdim=True))[:, 0]
-    return label.view(out_h, out_w).numpy()
+    label = np.empty((out_h, out_w), dtype=np.int64)
+    band = max(1, max_tile_bytes // (8 * 4 * out_w))  # output rows per step: a few int64 maps of the band
+    for band_start in range(0, out_h, band):
+        band_rows = torch.arange(band_start, min(out_h, band_start + band))
+        cell = y0[band_rows, None] * in_w + x0[None, :]  # source cell of each output pixel of the band
+        band_label = contenders[0].view(-1)[cell.view(-1)]
+        cell_count = count.view(-1)[cell]
+        for few in (True, False):
+            rows_at, cols_at = torch.nonzero((cell_count > 1) & (cell_count <= k) if few else cell_count > k,
+                                             as_tuple=True)
+            width = k if few else c
+            chunk = max(1, max_tile_bytes // (4 * width * 12))
+            for start in range(0, rows_at.numel(), chunk):
+                i, q = rows_at[start:start + chunk], cols_at[start:start + chunk]
+                r = band_rows[i]
+                if few:
+                    ids = contenders.view(k, -1)[:, y0[r] * in_w + x0[q]].T  # (P, k)
+                else:
+                    ids = torch.arange(c).expand(r.numel(), c)
+                top, bottom, left, right = y0[r, None] * in_w, y1[r, None] * in_w, x0[q, None], x1[q, None]
+                wl, wr = wx0[q, None], wx1[q, None]
+                upper = flat[(top + left) * c + ids] * wl + flat[(top + right) * c + ids] * wr
+                lower = flat[(bottom + left) * c + ids] * wl + flat[(bottom + right) * c + ids] * wr
+                mixed = upper * hy0[r, None] + lower * hy1[r, None]
+                band_label[i * out_w + q] = ids.gather(1, mixed.argmax(1, keepdim=True))[:, 0]
+        label[band_start:band_start + band] = band_label.view(-1, out_w).numpy()
+    return label
 
 
 @torch.no_grad()
