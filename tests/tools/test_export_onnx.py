@@ -2,6 +2,8 @@
 own onnxruntime-vs-PyTorch check on a real ADE20K sample at its native size."""
 import re
 
+import cv2
+import numpy as np
 import onnx
 import onnxruntime
 import pytest
@@ -14,16 +16,20 @@ def export_tool(load_tool):
 
 def test_export_prints_parity_and_versions(export_tool, repo_root, ade20k_samples, tmp_path, capsys):
     image = ade20k_samples / 'images' / 'validation' / 'ADE_val_00000002.jpg'
+    tiny = tmp_path / 'tiny.png'  # below the network's minimum: reported by name, the other image still checked
+    cv2.imwrite(str(tiny), np.full((8, 8, 3), 50, np.uint8))
     out = tmp_path / 'fpn.onnx'
     status = export_tool.main([
         str(repo_root / 'configs/fpn_inceptionnext_t_ade20k.py'), '--out', str(out), '--shape', '128', '192',
-        '--opset', '18', '--check', str(image), '--cfg-options', 'model.backbone.arch=atto',
+        '--opset', '18', '--check', str(tiny), str(image), '--cfg-options', 'model.backbone.arch=atto',
         'model.neck.in_channels=[40,80,160,320]', 'model.neck.out_channels=16',
         'model.decode_head.in_channels=[16,16,16,16]', 'model.decode_head.channels=16'])
-    printed = capsys.readouterr().out
-    assert status == 0, printed
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert status == 1, printed
+    assert f'{tiny}: FAILED' in captured.err
     assert f'onnx {onnx.__version__}' in printed and f'onnxruntime {onnxruntime.__version__}' in printed
-    line = next(line for line in printed.splitlines() if line.startswith('ADE_val_00000002.jpg 500x364 (w x h)'))
+    line = next(line for line in printed.splitlines() if line.startswith(f'{image} 500x364 (w x h)'))
     diff, agreement = re.search(r'max \|logit diff\| (\S+) .*argmax agreement (\S+)%', line).groups()
     assert float(diff) < 1e-3 and float(agreement) >= 99.9, line
     model = onnx.load(str(out))
