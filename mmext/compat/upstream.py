@@ -56,3 +56,14 @@ def roi_align_backward(grad_output: torch.Tensor, rois: torch.Tensor, spatial_sc
     """
     return torch.ops.torchvision._roi_align_backward(grad_output, rois, spatial_scale, pooled_height, pooled_width,
                                                      batch, channels, height, width, sampling_ratio, aligned)
+
+
+def batch_norm_base() -> type:
+    """The common base class of ``BatchNorm1d/2d/3d`` and ``SyncBatchNorm``, for ``isinstance`` checks (``norm_eval``,
+    BN folding), as mmseg's own backbones use it.
+
+    torch 2.14: ``torch.nn.modules.batchnorm._BatchNorm`` (no public alias).
+    """
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    return _BatchNorm

@@ -46,3 +46,12 @@ def test_roi_align_backward_matches_autograd():
     expected, = torch.autograd.grad(out, feats, grad)
     got = upstream.roi_align_backward(grad, rois, 0.5, 3, 4, 2, 3, 10, 12, 2, True)
     torch.testing.assert_close(got, expected)
+
+
+def test_batch_norm_base_covers_every_batch_norm():
+    import torch.nn as nn
+
+    from mmext.compat.upstream import batch_norm_base
+    base = batch_norm_base()
+    assert all(issubclass(c, base) for c in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm))
+    assert not issubclass(nn.LayerNorm, base)

@@ -16,8 +16,8 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
-from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmext.compat.upstream import batch_norm_base
 from mmext.registry import MODELS
 
 from .inceptionnext_weights import describe_arch, infer_arch, load_backbone_checkpoint
@@ -25,6 +25,8 @@ from .token_mixers import InceptionDWConv2d, build_token_mixer, check_token_mixe
 
 BLOCK_NORMS = ('BN', 'LN')
 
+
+_BatchNorm = batch_norm_base()
 
 class ConvMlp(nn.Module):
     """Pointwise MLP: 1x1 conv, GELU, 1x1 conv, both with bias."""

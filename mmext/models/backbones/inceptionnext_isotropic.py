@@ -14,8 +14,8 @@ import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
-from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmext.compat.upstream import batch_norm_base
 from mmext.registry import MODELS
 
 from .inceptionnext import (
@@ -48,6 +48,8 @@ def _pyramid_level(stride: int, patch_size: int, dim: int, norm_cfg: dict) -> nn
         up //= 2
     return nn.Sequential(*layers)
 
+
+_BatchNorm = batch_norm_base()
 
 @MODELS.register_module()
 class InceptionNeXtIsotropic(BaseModule):
