@@ -51,6 +51,7 @@ def _pyramid_level(stride: int, patch_size: int, dim: int, norm_cfg: dict) -> nn
 
 _BatchNorm = batch_norm_base()
 
+
 @MODELS.register_module()
 class InceptionNeXtIsotropic(BaseModule):
     """Isotropic MetaNeXt backbone (InceptionNeXt-S (iso.), MetaNeXt-Attn) returning a stride-4/8/16/32 pyramid.
