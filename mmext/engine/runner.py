@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
+import time
 
 from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
+from mmengine.logging import MessageHub, MMLogger
+from mmengine.registry import RUNNERS, DefaultScope
 from mmengine.runner import Runner
+from mmengine.visualization import Visualizer
 
 from .dist import setup_cpu_distributed
 from .hooks import ensure_weights_only_hook
@@ -52,11 +55,39 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def _instance_taken(name: str) -> bool:
+    return any(cls.check_instance_created(name) for cls in (MMLogger, Visualizer, MessageHub, DefaultScope))
+
+
+def _unused(name: str, stamp: str = '') -> str:
+    return next(f'{name}_{k}' for k in range(1, 10_000) if not _instance_taken(f'{name}_{k}{stamp}'))
+
+
+def keep_runs_apart(cfg: Config) -> None:
+    """Give this run its own logger and visualizer when an earlier run in this process holds their names.
+
+    mmengine hands back an existing logger, visualizer or message hub of the same name with its old log file and
+    ``save_dir``. mmseg's and mmdet's bases name every visualizer ``'visualizer'``, and the Runner names the rest
+    ``CONFIG_TIMESTAMP``: without this, a second run in one process (a notebook, a test, :mod:`mmext.apis`) paints
+    into the first run's folder, and one started within the same second also logs into the first run's file.
+    """
+    visualizer = cfg.get('visualizer')
+    if isinstance(visualizer, dict) and visualizer.get('name') and _instance_taken(visualizer['name']):
+        visualizer['name'] = _unused(visualizer['name'])
+    if cfg.get('experiment_name') is None:
+        stem = osp.splitext(osp.basename(cfg.filename or ''))[0]
+        stamp = time.strftime('%Y%m%d_%H%M%S', time.localtime(time.time()))  # as the Runner stamps its name
+        if _instance_taken(f'{stem}_{stamp}' if stem else stamp):
+            cfg.experiment_name = _unused(stem or 'run', f'_{stamp}')  # the Runner appends _TIMESTAMP
+
+
 def build_runner(cfg: Config) -> Runner:
     """The config's Runner (``runner_type`` or mmengine's), with :class:`~mmext.engine.hooks.WeightsOnlyCheckpointHook`
-    added and the CPU multi-process set-up applied. Sets ``cfg.work_dir``'s default if the config has none."""
+    added, the CPU multi-process set-up applied and a logger and visualizer of its own (:func:`keep_runs_apart`).
+    Sets ``cfg.work_dir``'s default if the config has none."""
     if cfg.get('work_dir') is None:
         cfg.work_dir = default_work_dir(cfg.filename)
     ensure_weights_only_hook(cfg)
     setup_cpu_distributed(cfg)
+    keep_runs_apart(cfg)
     return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)

@@ -2,6 +2,7 @@
 mmext's weights-only checkpoint hook, on a real tiny segmentor config."""
 import argparse
 import os
+import time
 
 import pytest
 
@@ -46,3 +47,20 @@ def test_build_runner_adds_the_weights_only_hook(write_tiny_seg_config, ade20k_s
     assert runner.work_dir == str(tmp_path / 'work')
     assert 'WeightsOnlyCheckpointHook' in [type(h).__name__ for h in runner.hooks]
     assert runner.model.backbone.channels == (16, 32, 64, 128)
+
+
+def test_two_runs_of_one_config_in_the_same_second_keep_their_own_log_and_visualizer(
+        write_tiny_seg_config, ade20k_samples, tmp_path, monkeypatch):
+    # mmengine reuses the logger/visualizer named CONFIG_TIMESTAMP: the second run would write into the first's files
+    monkeypatch.setattr(time, 'time', lambda: 1_800_000_000.0)
+    path = write_tiny_seg_config(tmp_path / 'same_second.py', ade20k_samples)
+    runners = []
+    for name in ('a', 'b'):
+        cfg = load_config(_parse([str(path), '--work-dir', str(tmp_path / name)]))
+        cfg.visualizer['save_dir'] = str(tmp_path / name / 'painted')
+        runners.append(build_runner(cfg))
+    first, second = runners
+    assert first.timestamp == second.timestamp
+    assert first.experiment_name != second.experiment_name
+    assert second.logger.handlers[-1].baseFilename.startswith(str(tmp_path / 'b'))
+    assert second.visualizer._vis_backends['LocalVisBackend']._save_dir.startswith(str(tmp_path / 'b'))

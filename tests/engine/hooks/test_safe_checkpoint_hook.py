@@ -1,6 +1,7 @@
 """Crash-safe checkpoints, honest resume and the non-finite loss stop, on a real mmengine Runner with a toy model."""
 import os
 import os.path as osp
+import uuid
 
 import pytest
 import torch
@@ -52,7 +53,7 @@ def make_runner(work_dir, max_iters=4, max_keep=1, resume=False, load_from=None,
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False,
                                            max_keep_ckpts=max_keep), logger=dict(type='LoggerHook', interval=1)),
         custom_hooks=cfg['custom_hooks'], resume=resume, load_from=load_from,
-        default_scope='mmengine', experiment_name=f'toy{os.getpid()}_{id(work_dir)}_{max_iters}_{resume}')
+        default_scope='mmengine', experiment_name=f'toy_{uuid.uuid4().hex}')  # mmengine reuses loggers by name
 
 
 def test_kill_between_write_and_rename_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
