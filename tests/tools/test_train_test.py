@@ -99,14 +99,14 @@ def test_test_tool_writes_predictions_and_paintings(repo_root, write_tiny_seg_co
     assert len(list((tmp_path / 'painted').rglob('*.png'))) == len(images)
 
 
-def test_amp_on_cpu_is_a_clear_error(repo_root, write_tiny_seg_config, ade20k_samples, tmp_path):
+def test_amp_on_cpu_is_a_clear_error(load_tool, write_tiny_seg_config, ade20k_samples, tmp_path, monkeypatch):
     if torch.cuda.is_available():
         pytest.skip('checks the CPU refusal; CUDA machines take the AmpOptimWrapper path')
     cfg = write_tiny_seg_config(tmp_path / 'tiny.py', ade20k_samples, max_iters=4)
-    result = run_tool(repo_root, str(repo_root / 'tools' / 'train.py'), str(cfg), '--amp',
-                      '--work-dir', str(tmp_path / 'work'), cwd=tmp_path)
-    assert result.returncode != 0
-    assert '--amp needs a CUDA device' in result.stderr
+    monkeypatch.setattr(sys, 'argv', ['train.py', str(cfg), '--amp', '--work-dir', str(tmp_path / 'work')])
+    with pytest.raises(RuntimeError, match='--amp needs a CUDA device'):
+        load_tool('tools/train.py').main()
+    assert not (tmp_path / 'work').exists()  # refused before the Runner made anything
 
 
 def test_out_dir_needs_an_iou_metric(load_tool):
