@@ -2,7 +2,7 @@
 # The paper follows PVT's / PoolFormer's recipe; where it is silent the choice below is PoolFormer's mmseg config.
 _base_ = [
     './_base_/models/fpn_inceptionnext.py', './_base_/datasets/ade20k.py',
-    'mmseg::_base_/default_runtime.py'
+    'mmseg::_base_/default_runtime.py', './_base_/schedules/schedule_40k.py'
 ]
 crop_size = (512, 512)
 data_preprocessor = dict(size=crop_size)
@@ -41,17 +41,5 @@ test_pipeline = [
 val_dataloader = dict(batch_size=1, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-# mmseg's schedule_40k.py without its unused SGD ``optimizer`` (a base's top-level key cannot be deleted, so the
-# loops and hooks are spelled out instead of inherited).
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=40000, val_interval=4000)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=4000),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='SegVisualizationHook'))
 # One seed for every variant (the S/B configs inherit it); mmseg's re-runs spread about +-0.5 mIoU across seeds.
 randomness = dict(seed=0)

@@ -2,7 +2,7 @@
 # The paper follows Swin's mmseg recipe; where it is silent the choice below is Swin's unless a comment says so.
 _base_ = [
     './_base_/models/upernet_inceptionnext.py', './_base_/datasets/ade20k.py',
-    'mmseg::_base_/default_runtime.py'
+    'mmseg::_base_/default_runtime.py', './_base_/schedules/schedule_160k.py'
 ]
 crop_size = (512, 512)
 data_preprocessor = dict(size=crop_size)
@@ -35,17 +35,5 @@ train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
 
-# mmseg's schedule_160k.py without its unused SGD ``optimizer`` (a base's top-level key cannot be deleted, so the
-# loops and hooks are spelled out instead of inherited).
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=160000, val_interval=16000)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=16000),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='SegVisualizationHook'))
 # One seed for every variant (the S/B configs inherit it); mmseg's re-runs spread about +-0.5 mIoU across seeds.
 randomness = dict(seed=0)

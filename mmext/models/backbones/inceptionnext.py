@@ -205,8 +205,77 @@ def check_input_size(x: torch.Tensor, min_size: int, name: str) -> None:
                          f'deepest output), got {height}x{width}')
 
 
+class MetaNeXtBackbone(BaseModule):
+    """What :class:`InceptionNeXt` and :class:`~.inceptionnext_isotropic.InceptionNeXtIsotropic` share.
+
+    Subclasses set ``feature_info`` (timm-style ``num_chs`` / ``reduction`` per output), ``out_indices``,
+    ``norm_eval`` and ``_freeze_stages()``; this class gives ``channels`` / ``strides``, strict Pretrained loading
+    through ``init_cfg`` and ``train()`` honouring ``frozen_stages`` and ``norm_eval``.
+    """
+
+    feature_info: list[dict]
+    out_indices: tuple[int, ...]
+    norm_eval: bool
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        """Channels of each returned feature map, in ``out_indices`` order."""
+        return tuple(self.feature_info[i]['num_chs'] for i in self.out_indices)
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Stride (relative to the input) of each returned feature map, in ``out_indices`` order."""
+        return tuple(self.feature_info[i]['reduction'] for i in self.out_indices)
+
+    def init_weights(self) -> None:
+        """Load ``init_cfg`` Pretrained weights strictly, or apply the default initialisation.
+
+        Besides mmengine's ``checkpoint`` / ``prefix`` / ``map_location``, the Pretrained dict takes ``strict``,
+        ``checkpoint_key`` (the wrapper entry, e.g. ``'state_dict_ema'``, ``'model_ema'``, ``'module'``) and
+        ``allow_non_finite`` (load NaN/Inf tensors instead of refusing them).
+
+        Marks the module initialised, so the second ``init_weights()`` mmengine's Runner makes in ``train()``
+        leaves the loaded weights in place.
+        """
+        if self._is_init:
+            return
+        cfg = self.init_cfg
+        if isinstance(cfg, list) and any(c.get('type') == 'Pretrained' for c in cfg):
+            # mmengine would load it non-strictly (a checkpoint that fits nothing would train from scratch)
+            raise ValueError(f'{type(self).__name__} takes Pretrained weights as the whole init_cfg, '
+                             f"init_cfg=dict(type='Pretrained', checkpoint=...), not inside a list: {cfg}")
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            load_backbone_checkpoint(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
+                                     strict=cfg.get('strict', True), map_location=cfg.get('map_location', 'cpu'),
+                                     key=cfg.get('checkpoint_key'),
+                                     allow_non_finite=cfg.get('allow_non_finite', False))
+            self._is_init = True
+        else:
+            super().init_weights()
+
+    def _freeze_stages(self) -> None:
+        raise NotImplementedError
+
+    def _use_fast_mixer(self, fast_mixer: bool | None) -> None:
+        """An explicit ``fast_mixer`` for every Inception token mixer; ``None`` leaves the process default."""
+        if fast_mixer is not None:
+            for m in self.modules():
+                if isinstance(m, InceptionDWConv2d):
+                    m.fast_mixer = fast_mixer
+
+    @torch.no_grad()
+    def train(self, mode: bool = True) -> MetaNeXtBackbone:
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+
 @MODELS.register_module()
-class InceptionNeXt(BaseModule):
+class InceptionNeXt(MetaNeXtBackbone):
     """InceptionNeXt backbone returning multi-scale features (strides 4, 8, 16, 32).
 
     Args:
@@ -288,10 +357,7 @@ class InceptionNeXt(BaseModule):
         if out_norm_cfg is not None:
             for i in self.out_indices:
                 self.out_norms[str(i)] = build_norm_layer(out_norm_cfg, dims[i])[1]
-        if fast_mixer is not None:
-            for m in self.modules():
-                if isinstance(m, InceptionDWConv2d):
-                    m.fast_mixer = fast_mixer
+        self._use_fast_mixer(fast_mixer)
         self.deploy = False
         if deploy:
             self.switch_to_deploy()
@@ -322,42 +388,6 @@ class InceptionNeXt(BaseModule):
     def min_input_size(self) -> int:
         """Smallest input height and width the network takes: the stride of the deepest stage it runs."""
         return self.feature_info[self.out_indices[-1]]['reduction']
-
-    @property
-    def channels(self) -> tuple[int, ...]:
-        """Channels of each returned feature map, in ``out_indices`` order."""
-        return tuple(self.feature_info[i]['num_chs'] for i in self.out_indices)
-
-    @property
-    def strides(self) -> tuple[int, ...]:
-        """Stride (relative to the input) of each returned feature map, in ``out_indices`` order."""
-        return tuple(self.feature_info[i]['reduction'] for i in self.out_indices)
-
-    def init_weights(self) -> None:
-        """Load ``init_cfg`` Pretrained weights strictly, or apply the default initialisation.
-
-        Besides mmengine's ``checkpoint`` / ``prefix`` / ``map_location``, the Pretrained dict takes ``strict``,
-        ``checkpoint_key`` (the wrapper entry, e.g. ``'state_dict_ema'``, ``'model_ema'``, ``'module'``) and
-        ``allow_non_finite`` (load NaN/Inf tensors instead of refusing them).
-
-        Marks the module initialised, so the second ``init_weights()`` mmengine's Runner makes in ``train()``
-        leaves the loaded weights in place.
-        """
-        if self._is_init:
-            return
-        cfg = self.init_cfg
-        if isinstance(cfg, list) and any(c.get('type') == 'Pretrained' for c in cfg):
-            # mmengine would load it non-strictly (a checkpoint that fits nothing would train from scratch)
-            raise ValueError('InceptionNeXt takes Pretrained weights as the whole init_cfg, '
-                             f"init_cfg=dict(type='Pretrained', checkpoint=...), not inside a list: {cfg}")
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            load_backbone_checkpoint(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
-                                     strict=cfg.get('strict', True), map_location=cfg.get('map_location', 'cpu'),
-                                     key=cfg.get('checkpoint_key'),
-                                     allow_non_finite=cfg.get('allow_non_finite', False))
-            self._is_init = True
-        else:
-            super().init_weights()
 
     @torch.no_grad()
     def switch_to_deploy(self) -> InceptionNeXt:
@@ -422,15 +452,6 @@ class InceptionNeXt(BaseModule):
             if i == self.out_indices[-1]:
                 break
         return tuple(outs)
-
-    def train(self, mode: bool = True) -> InceptionNeXt:
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
 
     def get_layer_depth(self, param_name: str, prefix: str = '') -> tuple[int, int]:
         """Layer id of a parameter for stage-wise learning-rate decay.

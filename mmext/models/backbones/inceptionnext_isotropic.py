@@ -13,12 +13,11 @@ import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
-from mmengine.model import BaseModule
 
-from mmext.compat.upstream import batch_norm_base
 from mmext.registry import MODELS
 
 from .inceptionnext import (
+    MetaNeXtBackbone,
     MetaNeXtBlock,
     check_arch_options,
     check_drop_path_rate,
@@ -26,8 +25,6 @@ from .inceptionnext import (
     check_input_size,
     parse_out_indices,
 )
-from .inceptionnext_weights import load_backbone_checkpoint
-from .token_mixers import InceptionDWConv2d
 
 PYRAMID_STRIDES = (4, 8, 16, 32)
 
@@ -49,11 +46,8 @@ def _pyramid_level(stride: int, patch_size: int, dim: int, norm_cfg: dict) -> nn
     return nn.Sequential(*layers)
 
 
-_BatchNorm = batch_norm_base()
-
-
 @MODELS.register_module()
-class InceptionNeXtIsotropic(BaseModule):
+class InceptionNeXtIsotropic(MetaNeXtBackbone):
     """Isotropic MetaNeXt backbone (InceptionNeXt-S (iso.), MetaNeXt-Attn) returning a stride-4/8/16/32 pyramid.
 
     Args:
@@ -121,10 +115,7 @@ class InceptionNeXtIsotropic(BaseModule):
             {str(i): _pyramid_level(PYRAMID_STRIDES[i], patch, dim, norm_cfg) for i in self.out_indices})
         self.feature_info = [dict(num_chs=dim, reduction=s, module=f'pyramid.{i}')
                              for i, s in enumerate(PYRAMID_STRIDES)]
-        if fast_mixer is not None:
-            for m in self.modules():
-                if isinstance(m, InceptionDWConv2d):
-                    m.fast_mixer = fast_mixer
+        self._use_fast_mixer(fast_mixer)
         self._freeze_stages()
 
     @classmethod
@@ -151,34 +142,9 @@ class InceptionNeXtIsotropic(BaseModule):
         return arch
 
     @property
-    def channels(self) -> tuple[int, ...]:
-        """Channels of each returned feature map, in ``out_indices`` order."""
-        return tuple(self.feature_info[i]['num_chs'] for i in self.out_indices)
-
-    @property
-    def strides(self) -> tuple[int, ...]:
-        """Stride of each returned feature map, in ``out_indices`` order."""
-        return tuple(self.feature_info[i]['reduction'] for i in self.out_indices)
-
-    @property
     def min_input_size(self) -> int:
         """Smallest input height and width: the largest of the patch size and the deepest returned stride."""
         return max(self.arch.get('patch_size', 16), self.strides[-1])
-
-    def init_weights(self) -> None:
-        """Load ``init_cfg`` Pretrained weights strictly, or apply the default initialisation."""
-        if self._is_init:
-            return
-        cfg = self.init_cfg
-        if isinstance(cfg, list) and any(c.get('type') == 'Pretrained' for c in cfg):
-            raise ValueError('InceptionNeXtIsotropic takes Pretrained weights as the whole init_cfg, '
-                             f"init_cfg=dict(type='Pretrained', checkpoint=...), not inside a list: {cfg}")
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            load_backbone_checkpoint(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
-                                     strict=cfg.get('strict', True), map_location=cfg.get('map_location', 'cpu'))
-            self._is_init = True
-        else:
-            super().init_weights()
 
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:
@@ -197,15 +163,6 @@ class InceptionNeXtIsotropic(BaseModule):
             else:
                 x = block(x)
         return tuple(self.pyramid[str(i)](x) for i in self.out_indices)
-
-    def train(self, mode: bool = True) -> InceptionNeXtIsotropic:
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
 
     def get_layer_depth(self, param_name: str, prefix: str = '') -> tuple[int, int]:
         """Layer id of a parameter for layer-wise learning-rate decay (ViT / BEiT style).

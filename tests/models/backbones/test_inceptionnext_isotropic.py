@@ -83,3 +83,18 @@ def test_pretrained_classifier_checkpoint_loads_strictly(tmp_path):
                                                                           checkpoint=str(tmp_path / 'iso.pth')))
     with pytest.raises(CheckpointError, match='does not fit'):
         other.init_weights()
+
+
+def test_pretrained_takes_checkpoint_key_and_refuses_nan_like_inceptionnext(tmp_path):
+    """The Pretrained options of :class:`InceptionNeXt` (``checkpoint_key``, NaN/Inf refusal) hold here too."""
+    state = InceptionNeXtIsotropic(TINY_ISO).state_dict()
+    torch.save(dict(model_ema=state), tmp_path / 'ema.pth')
+    model = InceptionNeXtIsotropic(TINY_ISO, init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'ema.pth'),
+                                                           checkpoint_key='model_ema'))
+    model.init_weights()
+    torch.testing.assert_close(model.blocks[0].mlp.fc2.weight, state['blocks.0.mlp.fc2.weight'])
+    state['blocks.0.gamma'][0] = float('inf')
+    torch.save(state, tmp_path / 'inf.pth')
+    with pytest.raises(CheckpointError, match='NaN/Inf'):
+        InceptionNeXtIsotropic(TINY_ISO, init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'inf.pth'))
+                               ).init_weights()
