@@ -263,7 +263,6 @@ class MetaNeXtBackbone(BaseModule):
                 if isinstance(m, InceptionDWConv2d):
                     m.fast_mixer = fast_mixer
 
-    @torch.no_grad()
     def train(self, mode: bool = True) -> MetaNeXtBackbone:
         super().train(mode)
         self._freeze_stages()
