@@ -8,9 +8,11 @@ What lives here (use these rather than writing your own copy):
 - ``randomise_weights``: order-1 random weights, BN statistics and layer scales, so every layer matters.
 - ``timm_state_dict`` / ``timm_atto_state_dict``: timm's ``inception_next_*`` state dicts with random values.
 - ``assert_same_gradients``: two models, same weights, same gradients (``with_cp`` and the like).
+- ``free_port``: ``free_port()`` gives a free local TCP port for a multi-process (torchrun) test.
 """
 import importlib.util
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -207,6 +209,19 @@ def assert_same_gradients() -> Callable[[nn.Module, nn.Module, torch.Tensor], No
     sum of every output on ``x`` through both and compare each parameter's gradient (e.g. ``with_cp=True``
     against the plain model: activation checkpointing must not change the maths)."""
     return _assert_same_gradients
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope='session')
+def free_port() -> Callable[[], int]:
+    """``free_port()``: a local TCP port that was free a moment ago, for torchrun's ``--master_port`` (a new one
+    per call, so consecutive launches in one test never meet a port still closing)."""
+    return _free_port
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,7 +1,6 @@
 """Two-process CPU training and testing through tools/dist_train.sh and tools/dist_test.sh (torchrun, gloo)."""
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -36,19 +35,13 @@ class RankProbeHook(Hook):
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def run_script(script: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), PYTHONPATH=str(cwd), OMP_NUM_THREADS='1')
+def run_script(script: Path, *args: str, cwd: Path, port: int) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(port), PYTHONPATH=str(cwd), OMP_NUM_THREADS='1')
     return subprocess.run(['bash', str(script), *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=400)
 
 
-def test_two_process_cpu_train_then_test(repo_root, write_tiny_seg_config, ade20k_samples, tmp_path):
+def test_two_process_cpu_train_then_test(repo_root, write_tiny_seg_config, ade20k_samples, tmp_path, free_port):
     if torch.cuda.is_available():
         pytest.skip('exercises the CPU (gloo) path')
     (tmp_path / 'rank_probe.py').write_text(PROBE)
@@ -58,7 +51,7 @@ def test_two_process_cpu_train_then_test(repo_root, write_tiny_seg_config, ade20
     work_dir = tmp_path / 'work'
 
     train = run_script(repo_root / 'tools' / 'dist_train.sh', str(cfg), '2', '--work-dir', str(work_dir),
-                       cwd=tmp_path)
+                       cwd=tmp_path, port=free_port())
     output = train.stdout + train.stderr
     assert train.returncode == 0, output[-4000:]
     assert (work_dir / 'iter_2.pth').is_file()
@@ -76,7 +69,7 @@ def test_two_process_cpu_train_then_test(repo_root, write_tiny_seg_config, ade20
     assert final[0]['sum'] == final[1]['sum']  # gradients were averaged across the ranks
 
     test = run_script(repo_root / 'tools' / 'dist_test.sh', str(cfg), str(work_dir / 'iter_2.pth'), '2',
-                      '--work-dir', str(tmp_path / 'test'), cwd=tmp_path)
+                      '--work-dir', str(tmp_path / 'test'), cwd=tmp_path, port=free_port())
     assert test.returncode == 0, (test.stdout + test.stderr)[-4000:]
     assert 'Iter(test) [2/2]' in test.stdout + test.stderr  # 3 images over 2 processes
     assert 'mIoU' in test.stdout + test.stderr

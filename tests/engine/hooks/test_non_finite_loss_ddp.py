@@ -1,6 +1,5 @@
 """NonFiniteLossHook under DDP: a NaN on one rank stops every rank at the same iteration (two gloo processes)."""
 import os
-import socket
 import subprocess
 import sys
 
@@ -64,20 +63,14 @@ except NonFiniteLossError as e:
 '''
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def test_nan_on_one_rank_stops_both_ranks_before_its_checkpoint(tmp_path):
+def test_nan_on_one_rank_stops_both_ranks_before_its_checkpoint(tmp_path, free_port):
     if torch.cuda.is_available():
         pytest.skip('exercises the CPU (gloo) path')
     script = tmp_path / 'nan_on_rank1.py'
     script.write_text(SCRIPT)
     work_dir = tmp_path / 'work'
     result = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', str(_free_port()),
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', str(free_port()),
          str(script), str(work_dir)],
         cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS='1'), capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
