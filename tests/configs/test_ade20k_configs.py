@@ -140,7 +140,7 @@ def test_config_train_step(config):
 
 @pytest.mark.parametrize('config', CONFIGS, ids=CONFIG_IDS)
 def test_config_complexity_matches_paper(config):
-    """Params (whole segmentor) and MACs (inference path) within 2% of the paper, at the paper's input size."""
+    """Params (whole segmentor) and MACs (inference path, scaled to the paper's input size) within 2% of the paper."""
     params, macs, shape = PAPER[config.stem]
     # Counted at half the width and height, times 4, for speed: the MACs scale with the pixel count, all but
     # UperNet's pyramid-pooling cells (1/2/3/6 a side). UperNet-T counted both ways: 933.82G and 4 x 233.47G = 933.88G.
