@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make demo` (train + evaluate a small model on CPU) and `make test`.
-# Both create or reuse .venv/ from the pinned requirements.txt.
+# Both create or reuse .venv/ from the pinned lock requirements.txt (runtime, extras and dev tools), then install
+# mmext itself in editable mode without touching the lock. `make lint` is ruff; CI (.ci/run) runs lint, then test.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt setup.cfg
+$(STAMP): requirements.txt pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
@@ -25,4 +26,4 @@ test: venv
 	$(PY) -m pytest -n 2 --durations=15 tests
 
 lint: venv
-	$(VENV)/bin/ruff check mmext tools tests configs
+	$(VENV)/bin/ruff check mmext tools tests configs setup.py mmext_startup.py

@@ -5,9 +5,9 @@ alike) imports this module when the interpreter starts. It only appends :class:`
 ``sys.meta_path`` -- no torch, no mmcv, no mmext is imported here. The finder comes *last*, so a compiled
 ``mmcv._ext`` (full mmcv) is always found first and the finder is never asked. Only when ``import mmcv._ext`` finds
 nothing else does it load mmext's stand-in (``mmext/compat/mmcv_ext.py``, by file location, so that the mmext
-package itself -- which imports mmseg -- is not imported in the middle of mmseg's own import).
+package itself is not imported in the middle of mmseg's own import).
 
-Set ``MMEXT_NO_MMCV_STANDIN=1`` to switch the hook off (``import mmext`` still installs the stand-in for itself).
+Set ``MMEXT_NO_MMCV_STANDIN=1`` to switch the hook off (``import mmext`` still installs this finder for itself).
 Uninstalling mmext removes the ``.pth`` file and this module, and with them the hook.
 """
 import os
@@ -66,9 +66,13 @@ def _stand_in_module():
     return module
 
 
-def install() -> bool:
-    """Append the finder to ``sys.meta_path`` once, unless ``MMEXT_NO_MMCV_STANDIN`` is set; whether it did."""
-    if os.environ.get(DISABLE_ENV, '') not in ('', '0'):
+def install(honour_env: bool = True) -> bool:
+    """Append the finder to ``sys.meta_path`` once; whether it did.
+
+    ``MMEXT_NO_MMCV_STANDIN`` set means no, unless ``honour_env=False``: ``import mmext`` installs it for itself
+    (:func:`mmext.compat.install_mmcv_ext_stand_in`).
+    """
+    if honour_env and os.environ.get(DISABLE_ENV, '') not in ('', '0'):
         return False
     if any(getattr(finder, 'mmext_stand_in', False) for finder in sys.meta_path):
         return False

@@ -1,4 +1,4 @@
-"""Packaging metadata lives in setup.cfg; this file only ships ``mmext-startup.pth`` (see mmext_startup.py).
+"""Packaging metadata lives in pyproject.toml; this file only ships ``mmext-startup.pth`` (see mmext_startup.py).
 
 A ``.pth`` file works only at the top of site-packages, which setuptools' ``data_files`` cannot reach and
 ``packages`` do not cover, so ``build_py`` copies it there: into the wheel's root for ``pip install .``, and into

@@ -16,7 +16,7 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=0.0002, weight_decay=0.0001))
 # No layer-wise lr decay: the paper's recipes have none. mmseg's ConvNeXt recipe uses stage-wise decay 0.9; to try
-# it: optim_wrapper = dict(constructor='InceptionNeXtLayerDecayOptimizerConstructor',
+# it: optim_wrapper = dict(constructor='LayerDecayOptimWrapperConstructor',
 #                          paramwise_cfg=dict(decay_rate=0.9, decay_type='stage_wise'))
 # The mapping is not mmseg's: ours puts the stem at layer 0 and each downsample in its stage (lr scales at 0.9:
 # stem 0.59, stages 0.66 / 0.73 / 0.81 / 0.90, the rest 1.0); mmseg's ConvNeXt one puts the stem and every

@@ -8,7 +8,7 @@ model = dict(
         type='InceptionNeXtIsotropic',
         arch='small',
         out_indices=(0, 1, 2, 3),
-        norm_cfg=dict(type='SyncBN', requires_grad=True),
+        pyramid_norm_cfg=dict(type='SyncBN', requires_grad=True),
         drop_path_rate=0.1,  # the paper is silent; DeiT-S's rate
         # No released weights (the isotropic networks are not in the official code): set
         # init_cfg=dict(type='Pretrained', checkpoint=...) to your own ImageNet-trained one.

@@ -18,7 +18,7 @@ optim_wrapper = dict(
     # Swin's recipe exempts its norms from weight decay; here every 1-D parameter (norms, biases, layer scale).
     paramwise_cfg=dict(flat_decay_mult=0.))
 # No layer-wise lr decay: the paper's recipes have none. mmseg's ConvNeXt recipe uses stage-wise decay 0.9; to try
-# it: optim_wrapper = dict(constructor='InceptionNeXtLayerDecayOptimizerConstructor',
+# it: optim_wrapper = dict(constructor='LayerDecayOptimWrapperConstructor',
 #                          paramwise_cfg=dict(decay_rate=0.9, decay_type='stage_wise'))
 # The mapping is not mmseg's: ours puts the stem at layer 0 and each downsample in its stage (lr scales at 0.9:
 # stem 0.59, stages 0.66 / 0.73 / 0.81 / 0.90, the rest 1.0); mmseg's ConvNeXt one puts the stem and every

@@ -197,3 +197,13 @@ def side_by_side(image: np.ndarray, gt: np.ndarray, pred: np.ndarray,
     columns.append(_with_title(draw_legend(legend_entries([gt, pred], classes, palette, ignore_index),
                                            gt.shape[0]), 'classes'))
     return np.concatenate(columns, axis=1)
+
+
+def draw_prediction(image: np.ndarray, pred: np.ndarray, gt: np.ndarray | None = None,
+                    classes: Sequence[str] = ADE20K_CLASSES, palette: Sequence | np.ndarray = ADE20K_PALETTE,
+                    opacity: float = 0.5, ignore_index: int = 255) -> np.ndarray:
+    """The picture of one prediction, as every mmext demo draws it: :func:`overlay` with a legend, or, given the
+    ground truth ``gt``, :func:`side_by_side` with the label colours blended at ``opacity``."""
+    if gt is None:
+        return overlay(image, pred, opacity, classes, palette, ignore_index)
+    return side_by_side(image, gt, pred, classes=classes, palette=palette, ignore_index=ignore_index, alpha=opacity)

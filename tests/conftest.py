@@ -9,10 +9,12 @@ What lives here (use these rather than writing your own copy):
 - ``timm_state_dict`` / ``timm_atto_state_dict``: timm's ``inception_next_*`` state dicts with random values.
 - ``assert_same_gradients``: two models, same weights, same gradients (``with_cp`` and the like).
 - ``free_port``: ``free_port()`` gives a free local TCP port for a multi-process (torchrun) test.
+- ``corrupt_tensor_data``: damage a torch checkpoint's tensor bytes, its zip directory intact.
 """
 import importlib.util
 import os
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -63,7 +65,12 @@ def load_tool() -> Callable[[str], ModuleType]:
             name = 'mmext_tool_' + relative_path.removesuffix('.py').replace('/', '_').replace('-', '_')
             spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
+            sys.modules[name] = module  # dataclasses and pickle look their module up there
+            sys.path.insert(0, str(path.parent))  # as when run: a tool imports its sibling modules
+            try:
+                spec.loader.exec_module(module)
+            finally:
+                sys.path.remove(str(path.parent))
             _TOOLS[relative_path] = module
         return _TOOLS[relative_path]
     return load
@@ -222,6 +229,25 @@ def free_port() -> Callable[[], int]:
     """``free_port()``: a local TCP port that was free a moment ago, for torchrun's ``--master_port`` (a new one
     per call, so consecutive launches in one test never meet a port still closing)."""
     return _free_port
+
+
+def _corrupt_tensor_data(path) -> None:
+    """Flip one byte inside the first tensor's data in a torch zip checkpoint; the zip directory stays intact."""
+    import struct
+    import zipfile
+    with zipfile.ZipFile(path) as zf:
+        info = next(i for i in zf.infolist() if '/data/' in i.filename and i.file_size > 0)
+    data = bytearray(open(path, 'rb').read())
+    name_len, extra_len = struct.unpack('<HH', data[info.header_offset + 26:info.header_offset + 30])
+    data[info.header_offset + 30 + name_len + extra_len] ^= 0xFF
+    open(path, 'wb').write(bytes(data))
+
+
+@pytest.fixture(scope='session')
+def corrupt_tensor_data() -> Callable[..., None]:
+    """``corrupt_tensor_data(path)``: flip a byte of tensor data in a torch checkpoint (its CRC no longer matches;
+    torch itself loads it without complaint)."""
+    return _corrupt_tensor_data
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,8 +1,9 @@
 """`make demo`: train a small UperNet-InceptionNeXt on CPU on generated ADE20K-layout scenes, evaluate, draw.
 
-Steps: write the synthetic dataset (:mod:`mmext.datasets.synthetic_ade20k`) under ``<work-dir>/data``, train
-``configs/demo/upernet_inceptionnext_atto_synthetic.py`` with mmengine's Runner, evaluate on the validation split
-with mmext's PerClassIoUMetric (mmseg's IoUMetric whose logged table lists only the classes present), and save
+Steps: write the synthetic dataset (``tools/synthetic_ade20k.py``) under ``<work-dir>/data``, train
+``configs/demo/upernet_inceptionnext_atto_synthetic.py`` with mmext's Runner (built by
+:func:`mmext.engine.runner.build_runner`, as every tool's), evaluate on the validation split with mmext's
+PerClassIoUMetric (mmseg's IoUMetric whose logged table lists only the classes present), and save
 input / ground truth / prediction of one validation image as ``<work-dir>/demo.png``. The terminal gets a progress
 bar, warnings and the result (mIoU, mAcc, aAcc against the chance level of the classes present); the full log is
 ``<work-dir>/<timestamp>/<timestamp>.log`` and the per-class numbers of all 150 classes ``<work-dir>/metrics.json``.
@@ -18,7 +19,6 @@ import json
 import logging
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import cv2
@@ -27,10 +27,12 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
+from synthetic_ade20k import chance_miou, class_pixel_counts, generate_synthetic_ade20k  # sibling tools/ module
 from tqdm import tqdm
 
-from mmext.datasets.synthetic_ade20k import chance_miou, class_pixel_counts, generate_synthetic_ade20k
-from mmext.visualization import side_by_side
+from mmext.engine.runner import build_runner
+from mmext.quiet import HarmlessLogFilter, quiet_upstream_warnings
+from mmext.visualization import draw_prediction
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / 'configs' / 'demo' / 'upernet_inceptionnext_atto_synthetic.py'
 
@@ -71,33 +73,6 @@ def build_config(config: str | Path, work_dir: Path, data_root: Path, iters: int
     return cfg
 
 
-# Known-harmless warnings of mmseg/mmengine about their own code and the standard ADE20K config (mmseg's decode
-# heads call its deprecated build_loss; its ADE20K pipeline reduces the zero label in LoadAnnotations; its loss
-# default avg_non_ignore=False is the recipe's; mmengine's own loading goes through its deprecated FileClient):
-# nothing a demo user can act on. Everything else still reaches the terminal.
-HARMLESS_WARNINGS = (
-    r'``build_loss`` would be deprecated soon',
-    r'Default ``avg_non_ignore`` is False',
-    r'`reduce_zero_label` will be deprecated',
-)
-HARMLESS_LOG_WARNINGS = (
-    'The prefix is not set in metric class',  # mmseg's IoUMetric has none: its keys stay mIoU, not a/mIoU
-    '"FileClient" will be deprecated in future',
-    '"HardDiskBackend" is the alias of "LocalBackend"',
-)
-
-
-def silence_harmless_warnings() -> None:
-    """Drop the :data:`HARMLESS_WARNINGS` (Python warnings; inherited by forked dataloader workers)."""
-    for message in HARMLESS_WARNINGS:
-        warnings.filterwarnings('ignore', message=message, category=UserWarning)
-
-
-class _DropHarmless(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(HARMLESS_LOG_WARNINGS)
-
-
 class ProgressBarHook(Hook):
     """A tqdm bar over the training iterations (loss in its postfix), for a console that shows no log lines."""
 
@@ -122,21 +97,21 @@ class ProgressBarHook(Hook):
 
 
 def quiet_runner(cfg: Config) -> Runner:
-    """Build the Runner with its console handler at WARNING (less :data:`HARMLESS_LOG_WARNINGS`): INFO lines
+    """Build the Runner with its console handler at WARNING (less :data:`mmext.quiet.HARMLESS_LOG_WARNINGS`): INFO lines
     (environment, config, losses, the per-class table) go to the log file only. mmengine binds the console
     handler to ``sys.stdout`` while building, so build with a throwaway stdout, then point it back at the real one."""
     with contextlib.redirect_stdout(io.StringIO()):
-        runner = Runner.from_cfg(cfg)
+        runner = build_runner(cfg)  # mmext's Runner: the safety hooks, atomic checkpoints, the work dir lock
     for handler in runner.logger.handlers:
         if type(handler) is logging.StreamHandler:
             handler.setStream(sys.stdout)
             handler.setLevel(logging.WARNING)
-            handler.addFilter(_DropHarmless())
+            handler.addFilter(HarmlessLogFilter())
     runner.register_hook(ProgressBarHook())
     return runner
 
 
-def draw_prediction(runner: Runner, index: int = 0) -> np.ndarray:
+def draw_val_prediction(runner: Runner, index: int = 0) -> np.ndarray:
     """Input, ground truth and the trained model's prediction for validation image ``index``, as one BGR image."""
     data = runner.val_dataloader.dataset[index]
     runner.model.eval()
@@ -145,13 +120,13 @@ def draw_prediction(runner: Runner, index: int = 0) -> np.ndarray:
     image = cv2.imread(result.img_path)
     gt = result.gt_sem_seg.data[0].numpy()
     pred = result.pred_sem_seg.data[0].numpy()
-    return side_by_side(image, gt, pred)
+    return draw_prediction(image, pred, gt, opacity=1.)
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the demo; returns ``mIoU``, ``mAcc``, ``aAcc`` (%), the ``chance`` levels, ``picture`` and ``seconds``."""
     args = parse_args(argv)
-    silence_harmless_warnings()
+    quiet_upstream_warnings()
     start = time.perf_counter()
     work_dir = Path(args.work_dir).resolve()
     data_root = generate_synthetic_ade20k(work_dir / 'data', args.num_train, args.num_val, seed=args.seed)
@@ -163,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = {key: float(runner.message_hub.get_scalar(f'val/{key}').current()) for key in ('mIoU', 'mAcc', 'aAcc')}
     (work_dir / 'metrics.json').write_text(json.dumps(runner.val_evaluator.metrics[0].summary, indent=1))
     picture = work_dir / 'demo.png'
-    cv2.imwrite(str(picture), draw_prediction(runner))
+    cv2.imwrite(str(picture), draw_val_prediction(runner))
     chance = chance_miou(class_pixel_counts(data_root / 'annotations' / 'validation'))
     summary = dict(**metrics, chance=chance, picture=str(picture), seconds=time.perf_counter() - start)
     per_class = runner.val_evaluator.metrics[0].summary['per_class']

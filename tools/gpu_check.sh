@@ -42,7 +42,7 @@ print('mmext imports')
 PY
 
 if [[ "${GPU_CHECK_DRY_RUN:-0}" == 1 ]]; then
-  echo "gpu_check: dry run, stack ok; next would run: pytest -m gpu tests/ops, python -m mmext.ops.gpu_check," \
+  echo "gpu_check: dry run, stack ok; next would run: pytest -m gpu tests/ops, python tools/gpu_check.py," \
        "python tools/benchmark.py --preset gpu" | tee -a "$OUT_DIR/gpu_check.log"
   exit 0
 fi
@@ -63,7 +63,7 @@ step() {  # name, command...: run, log, record the exit status and seconds
 : > "$OUT_DIR/steps.jsonl"
 export MMEXT_MIXER_TUNE_CACHE="${MMEXT_MIXER_TUNE_CACHE:-/tmp/mmext_tune_cache}"
 step pytest_gpu "$PY" -m pytest -q -m gpu tests/ops -p no:cacheprovider
-step mixer_stages "$PY" -m mmext.ops.gpu_check --out "$OUT_DIR"
+step mixer_stages "$PY" tools/gpu_check.py --out "$OUT_DIR"
 step benchmark "$PY" tools/benchmark.py --preset gpu --budget-s "${BENCH_BUDGET_S:-240}" \
   --json "$OUT_DIR/bench_gpu.json"
 {

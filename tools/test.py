@@ -1,10 +1,13 @@
 """Test (and evaluate) a checkpoint with an OpenMMLab config (mmseg 1.x / mmdet 3.x style configs).
 
-    python tools/test.py CONFIG CHECKPOINT [--tta] [--out DIR|FILE.pkl] [--show-dir DIR] [--cfg-options k=v ...]
+    python tools/test.py CONFIG CHECKPOINT [--tta] [--out DIR|FILE.pkl] [--show-dir DIR] [--precision bf16]
+        [--cfg-options k=v ...]
     torchrun --nproc_per_node N tools/test.py CONFIG CHECKPOINT --launcher pytorch  (or tools/dist_test.sh)
 
 ``--out`` takes a directory (segmentation: the test metric writes one prediction PNG per image, as mmseg's tool
 does) or a ``.pkl`` file (any task: raw predictions dumped by mmengine's DumpResults, as mmdet's tool does).
+An --out or --show-dir that is, holds or lies inside the config, the checkpoint or the test data (data_root,
+image and annotation folders), or that holds files already (unless --overwrite), is refused before anything runs.
 """
 import argparse
 import inspect
@@ -17,8 +20,13 @@ from mmengine.registry import HOOKS
 
 import mmext  # noqa: F401  (registers mmext's components and makes mmseg/mmdet importable on mmcv-lite)
 from mmext.apis import enable_tta
+from mmext.apis.precision import add_precision_args, apply_inference_options, options_from_args
 from mmext.checkpoint import check_checkpoint_fits
+from mmext.datasets.decoding import IMAGE_SUFFIXES
+from mmext.datasets.paths import dataset_inputs
 from mmext.engine.runner import add_runner_args, build_runner, load_config
+from mmext.fileio import check_outputs
+from mmext.quiet import quiet_upstream_warnings
 
 
 def parse_args() -> argparse.Namespace:
@@ -33,10 +41,10 @@ def parse_args() -> argparse.Namespace:
                              "hooks' own default is 50)")
     parser.add_argument('--wait-time', type=float, default=2, help='seconds each shown image stays up')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation (the config\'s tta_pipeline)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='let --out / --show-dir replace files that exist there (never the inputs)')
+    add_precision_args(parser, forms=False)  # BN folding would have to follow the Runner's checkpoint loading
     return add_runner_args(parser).parse_args()
-
-
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
 
 
 def enable_visualization(cfg: Config, show: bool, show_dir: str | None, wait_time: float, interval: int = 1) -> None:
@@ -76,11 +84,27 @@ def count_images(folder: Path, since: float) -> int:
     return sum(1 for p in folder.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES and p.stat().st_mtime >= since)
 
 
+def check_test_outputs(cfg: Config, args: argparse.Namespace) -> None:
+    """Refuse, before the Runner is built, an ``--out`` / ``--show-dir`` that is, holds or lies inside the config,
+    the checkpoint or the test data, or that holds files already (unless ``--overwrite``): the metric and the
+    visualizer write one file per image name there."""
+    outputs = {}
+    for flag, path in (('--out', args.out), ('--show-dir', args.show_dir)):
+        if flag == '--show-dir' and path and 'test_out_dir' in cfg.default_hooks.visualization \
+                and not osp.isabs(path):
+            continue  # mmdet's hook writes under work_dir/<timestamp>/, a new folder every run
+        if path:
+            outputs[flag] = [path, *(p for p in Path(path).rglob('*') if p.is_file())] if osp.isdir(path) else path
+    check_outputs(outputs, {'CONFIG': args.config, 'CHECKPOINT': args.checkpoint,
+                            'test data': dataset_inputs((cfg.get('test_dataloader') or {}).get('dataset'))},
+                  allow_existing=args.overwrite)
+
+
 def add_output(cfg: Config, out: str) -> None:
-    """Save predictions: a ``.pkl`` file via DumpResults, otherwise PNGs from the test metric's ``output_dir``."""
+    """Save predictions: a ``.pkl`` file via AtomicDumpResults, otherwise PNGs from the test metric's ``output_dir``."""
     if out.endswith(('.pkl', '.pickle')):
         evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
-        cfg.test_evaluator = [*evaluators, dict(type='DumpResults', out_file_path=out)]
+        cfg.test_evaluator = [*evaluators, dict(type='AtomicDumpResults', out_file_path=out)]
         return
     metric_type = '' if isinstance(cfg.test_evaluator, list) else str(cfg.test_evaluator.get('type', ''))
     if not metric_type.endswith('IoUMetric'):
@@ -91,17 +115,22 @@ def add_output(cfg: Config, out: str) -> None:
 
 
 def main() -> None:
+    quiet_upstream_warnings()
     args = parse_args()
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         enable_visualization(cfg, args.show, args.show_dir, args.wait_time, args.show_interval)
+    check_test_outputs(cfg, args)
     if args.tta:
         enable_tta(cfg)
     if args.out is not None:
         add_output(cfg, args.out)
     runner = build_runner(cfg)
     check_checkpoint_fits(runner.model, args.checkpoint)  # the Runner itself loads load_from non-strictly
+    options = options_from_args(args)
+    if options.precision != 'fp32':  # wraps forwards only: the Runner's loading of load_from is unaffected
+        apply_inference_options(runner.model, options)
     start = time.time() - 1  # file systems with 1 s timestamps
     runner.test()
     if args.show_dir:

@@ -6,11 +6,12 @@
 The Runner type and default scope come from the config, so mmseg and mmdet configs both work. Multi-process runs
 without CUDA use gloo with BN instead of SyncBN (see :mod:`mmext.engine.dist`).
 
-``--resume`` without a value resumes from the newest readable checkpoint in the work dir and is an error when
-there is none (a mistyped ``--work-dir`` must not train from scratch); ``--auto-resume`` is for preemptible jobs
-that re-run one command: resume if there is a checkpoint, else start, logging which. Every run gets mmext's
-safety hooks (:data:`mmext.engine.hooks.TRAINING_HOOKS`): crash-safe checkpoints, a fit check of what is resumed
-or loaded, a stop on a non-finite loss and a preflight check of the data.
+``--resume`` without a value resumes from the newest complete and finite checkpoint in the work dir (or under the
+checkpoint hook's ``out_dir``) and is an error when there is none (a mistyped ``--work-dir`` must not train from
+scratch); ``--auto-resume`` is for preemptible jobs that re-run one command: resume if there is a checkpoint, else
+start, logging which. Every run is mmext's Runner (:class:`mmext.engine.runner.SafeRunner`): the safety hooks
+(:data:`mmext.engine.hooks.TRAINING_HOOKS`), atomic checkpoints of finite states only, one run per work dir, and a
+save-and-stop on SIGTERM / SIGUSR1 (exit status 143 / 138; ``--resume`` continues from that iteration).
 """
 import argparse
 import logging
@@ -20,8 +21,11 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 import mmext  # noqa: F401  (registers mmext's components and makes mmseg/mmdet importable on mmcv-lite)
-from mmext.engine.hooks import ensure_training_hooks, find_resumable_checkpoint
+from mmext.checkpoint import checkpoint_candidates, checkpoint_folders
+from mmext.engine.hooks import NothingToTrainError
 from mmext.engine.runner import add_runner_args, build_runner, load_config
+from mmext.engine.work_dir_lock import WorkDirBusyError
+from mmext.quiet import quiet_upstream_warnings
 
 
 def parse_args() -> argparse.Namespace:
@@ -54,14 +58,19 @@ def enable_amp(cfg: Config) -> None:
 
 
 def main() -> None:
+    quiet_upstream_warnings()
     args = parse_args()
-    cfg = load_config(args)
+    try:
+        cfg = load_config(args)
+    except ValueError as e:
+        raise SystemExit(f'error: {e}') from None
     if args.amp:
         enable_amp(cfg)
     if args.resume == 'auto':
-        found, _ = find_resumable_checkpoint(cfg.work_dir)
-        if found is None:
-            raise SystemExit(f'--resume: no checkpoint to resume from in work dir {cfg.work_dir} (no readable '
+        out_dir = (cfg.get('default_hooks') or {}).get('checkpoint', {}).get('out_dir')
+        folders = checkpoint_folders(cfg.work_dir, out_dir)
+        if not checkpoint_candidates(folders):
+            raise SystemExit(f'--resume: no checkpoint to resume from in work dir {" or ".join(folders)} (no '
                              'last_checkpoint, iter_*.pth or epoch_*.pth). Check --work-dir, pass --resume CKPT, or '
                              'use --auto-resume to start from scratch when there is nothing to resume.')
         cfg.resume = True
@@ -72,7 +81,10 @@ def main() -> None:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    build_runner(ensure_training_hooks(cfg)).train()
+    try:
+        build_runner(cfg).train()
+    except (NothingToTrainError, WorkDirBusyError) as e:
+        raise SystemExit(f'error: {e}') from None
 
 
 if __name__ == '__main__':

@@ -1,5 +1,5 @@
 # The `make demo` job: UperNet + InceptionNeXt-atto trained from scratch on CPU on the synthetic ADE20K-layout
-# scenes of mmext.datasets.synthetic_ade20k (tools/demo_train.py writes them and sets data_root). Changes from the
+# scenes of tools/synthetic_ade20k.py (tools/demo_train.py writes them and sets data_root). Changes from the
 # paper's recipe are for a few CPU minutes: atto, plain BN, 64-channel heads, 96x96 crops, a short AdamW schedule.
 _base_ = [
     '../_base_/models/upernet_inceptionnext.py',

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mmext.datasets.decoding import decode_label, read_bytes
+from mmext.fileio import atomic_path, atomic_write
+
 __all__ = ['accumulate_confusion', 'confusion_from_prediction_dir', 'most_confused_pairs', 'plot_confusion',
            'save_confusion']
 
@@ -46,7 +49,6 @@ def confusion_from_prediction_dir(dataset, prediction_dir: str | Path) -> np.nda
     ``LoadAnnotations`` with the dataset's ``reduce_zero_label``, and the PNGs are decoded as mmseg's IoUMetric
     wrote them (``label + 1`` under ``reduce_zero_label``). A missing PNG is an error naming it.
     """
-    import mmcv
     from mmseg.datasets.transforms import LoadAnnotations
 
     prediction_dir = Path(prediction_dir)
@@ -62,7 +64,7 @@ def confusion_from_prediction_dir(dataset, prediction_dir: str | Path) -> np.nda
                 raise FileNotFoundError(f'no prediction {png} for {info["img_path"]} (tools/test.py --out '
                                         f'{prediction_dir} writes one per test image)')
             gt = load(dict(info, seg_fields=[]))['gt_seg_map']
-            pred = mmcv.imread(str(png), flag='unchanged').astype(np.int64)
+            pred = decode_label(read_bytes(png, what='prediction'), png).astype(np.int64)
             yield (pred - 1 if reduce_zero_label else pred), gt
 
     return accumulate_confusion(pairs(), num_classes, dataset.ignore_index)
@@ -117,7 +119,8 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | P
                     color='white' if value > 0.5 else 'black')
     ax.set_title(f'confusion, {len(names)} of {len(class_names)} classes (present ones)')
     fig.tight_layout()
-    fig.savefig(str(path))
+    with atomic_path(path) as temporary:
+        fig.savefig(str(temporary))
     plt.close(fig)
     return names
 
@@ -126,10 +129,10 @@ def save_confusion(matrix: np.ndarray, class_names: Sequence[str], out_dir: str 
     """Write the full matrix as ``confusion_matrix.npy`` (int64 counts) and ``confusion_matrix.csv`` (class-name
     header row and first column; rows = ground truth). Returns the paths."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = dict(npy=out_dir / 'confusion_matrix.npy', csv=out_dir / 'confusion_matrix.csv')
-    np.save(paths['npy'], matrix)
-    with open(paths['csv'], 'w', newline='') as f:
+    with atomic_write(paths['npy']) as f:
+        np.save(f, matrix)
+    with atomic_write(paths['csv'], 'w', newline='') as f:
         writer = csv.writer(f)
         writer.writerow(['gt \\ pred', *class_names])
         for name, row in zip(class_names, matrix):

@@ -16,11 +16,12 @@ from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 from mmseg.models import BaseSegmentor
 
-from mmext.visualization import overlay, side_by_side
+from mmext.datasets import decoding
+from mmext.datasets.decoding import IMAGE_SUFFIXES
+from mmext.fileio import atomic_path, check_outputs
+from mmext.visualization import draw_prediction
 
 from .inference import inference_segmentor, load_image
-
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 
 @dataclass
@@ -52,33 +53,8 @@ def load_annotation(path: str | Path, reduce_zero_label: bool = False) -> np.nda
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'annotation not found: {path}')
-    data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
-    label = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if label is None:
-        raise ValueError(f'cannot decode annotation {path}: not an image file, or corrupt')
-    if label.ndim != 2:
-        raise ValueError(f'annotation {path} must be a one-channel label map, got shape {label.shape}')
-    label = label.astype(np.int64)
-    if reduce_zero_label:
-        label = np.where(label == 0, 255, label - 1)
-        label[label == 254] = 255
-    return label
-
-
-def draw_prediction(model: BaseSegmentor, image: str | Path | np.ndarray, gt: np.ndarray | None = None,
-                    opacity: float = 0.5) -> np.ndarray:
-    """Segment ``image`` and return the picture (BGR ``uint8``): an overlay with legend, or side by side with
-    ``gt`` (an ``(H, W)`` label map in the model's class ids, 255 unlabeled) when given."""
-    bgr = load_image(image)
-    pred = inference_segmentor(model, bgr)
-    classes = tuple(str(c).strip() for c in model.dataset_meta['classes'])
-    palette = np.asarray(model.dataset_meta['palette'], dtype=np.uint8)
-    if gt is None:
-        return overlay(bgr, pred, alpha=opacity, classes=classes, palette=palette)
-    if gt.shape != pred.shape:
-        raise ValueError(f'annotation is {gt.shape[1]}x{gt.shape[0]} but the image is {pred.shape[1]}x'
-                         f'{pred.shape[0]} (w x h)')
-    return side_by_side(bgr, gt, pred, classes=classes, palette=palette, alpha=opacity)
+    label = decoding.decode_label(decoding.read_bytes(path, what='annotation'), path)
+    return (decoding.reduce_zero_label(label) if reduce_zero_label else label).astype(np.int64)
 
 
 def _annotation_for(image: Path, ann: Path | None, single: bool) -> Path | None:
@@ -91,12 +67,27 @@ def _annotation_for(image: Path, ann: Path | None, single: bool) -> Path | None:
     return ann / f'{image.stem}.png'
 
 
+def plan_demo(inputs: str | Path, out_dir: str | Path, ann: str | Path | None = None, overwrite: bool = False
+              ) -> dict[Path, Path]:
+    """The picture each image of ``inputs`` will get (see :func:`output_names`), after refusing, before any work,
+    an ``out_dir`` that is, holds or lies inside an input (images, annotations) and pictures that would replace
+    files this run did not create (unless ``overwrite``). Raises :class:`mmext.fileio.OutputPathError`."""
+    images = find_images(inputs)
+    outputs = output_names(images, Path(out_dir))
+    check_outputs({'--out-dir': [Path(out_dir), *outputs.values()]},
+                  {'IMAGE' if Path(inputs).is_file() else 'FOLDER': inputs, '--ann': ann},
+                  allow_existing=overwrite)
+    return outputs
+
+
 def run_demo(model: BaseSegmentor, inputs: str | Path, out_dir: str | Path, ann: str | Path | None = None,
-             opacity: float = 0.5, reduce_zero_label: bool = False, progress: bool = True) -> DemoReport:
+             opacity: float = 0.5, reduce_zero_label: bool = False, progress: bool = True,
+             overwrite: bool = False) -> DemoReport:
     """Write one picture per image of ``inputs`` (a file or a folder) into ``out_dir``.
 
     A single image that cannot be read raises (the error names the file). In a folder, an unreadable image or
-    annotation is logged and skipped, and the run goes on; the report lists it.
+    annotation is logged and skipped, and the run goes on; the report lists it. Outputs are checked by
+    :func:`plan_demo` first and each picture is written under a temporary name, renamed when complete.
 
     Args:
         model: From :func:`mmext.apis.init_segmentor`.
@@ -106,30 +97,26 @@ def run_demo(model: BaseSegmentor, inputs: str | Path, out_dir: str | Path, ann:
         opacity: Weight of the label colours over the image, in ``[0, 1]``.
         reduce_zero_label: Annotations use 0 for unlabeled and 1..N for classes (ADE20K).
         progress: Show a progress bar over a folder.
+        overwrite: Replace pictures that exist already (never an input).
     """
     if not 0. <= opacity <= 1.:
         raise ValueError(f'opacity must lie in [0, 1], got {opacity}')
-    images = find_images(inputs)
+    outputs = plan_demo(inputs, out_dir, ann, overwrite)
     single = Path(inputs).is_file()
     ann = Path(ann) if ann is not None else None
-    out_dir = Path(out_dir)
-    outputs = output_names(images, out_dir)
-    inputs_resolved = {p.resolve() for p in images}
-    clashes = [str(o) for o in outputs.values() if o.resolve() in inputs_resolved]
-    if clashes:
-        raise ValueError(f'refusing to overwrite input image(s) {", ".join(clashes[:5])}: choose an --out-dir '
-                         'other than the input folder')
-    out_dir.mkdir(parents=True, exist_ok=True)
+    classes = tuple(str(c).strip() for c in model.dataset_meta['classes'])
+    palette = np.asarray(model.dataset_meta['palette'], dtype=np.uint8)
     report = DemoReport()
-    bar = ProgressBar(len(images)) if progress and not single else None
-    for image in images:
+    bar = ProgressBar(len(outputs)) if progress and not single else None
+    for image, out_file in outputs.items():
         try:
             ann_file = _annotation_for(image, ann, single)
             gt = load_annotation(ann_file, reduce_zero_label) if ann_file is not None else None
-            picture = draw_prediction(model, image, gt, opacity)
-            out_file = outputs[image]
-            if not cv2.imwrite(str(out_file), picture):
-                raise OSError(f'could not write {out_file}')
+            bgr = load_image(image)
+            picture = draw_prediction(bgr, inference_segmentor(model, bgr), gt, classes, palette, opacity)
+            with atomic_path(out_file) as temporary:
+                if not cv2.imwrite(str(temporary), picture):
+                    raise OSError(f'could not write {out_file}')
             report.written.append(out_file)
         except Exception as e:  # noqa: BLE001  (one bad image, e.g. too small for the network, must not end the folder)
             if single:

@@ -26,12 +26,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.model import revert_sync_batchnorm
 from mmseg.models import BaseSegmentor
 from mmseg.models.utils import Upsample as MMSegUpsample
 
-from .inference import load_image, whole_image_logits
+from mmext.models.segmentors.bounded_postprocess import label_map_from_logits
+
+from .builder import load_model_config
+from .inference import DEFAULT_TEST_PIPELINE, apply_test_pipeline, load_image, whole_image_logits
 
 DEFAULT_OPSET = 18
 # Smallest height / width the graph accepts: torch.export specialises a 1-pixel stride-32 feature map, so sizes
@@ -148,6 +152,10 @@ def prepare_for_export(model: BaseSegmentor, deploy: bool = False) -> SegmentorF
     (:func:`make_shapes_dynamic`), and with ``deploy`` the backbone's
     ``switch_to_deploy()`` (BN folding) is applied.
     """
+    options = getattr(model, 'inference_options', None)
+    if options is not None and (options.precision != 'fp32' or options.compile):
+        raise ValueError(f'export an fp32 model without compile (this one runs {options.describe()}); int8 comes '
+                         'from quantize_onnx() on the fp32 export')
     model = revert_sync_batchnorm(copy.deepcopy(model)).cpu().eval()
     if deploy:
         if not hasattr(model.backbone, 'switch_to_deploy'):
@@ -190,6 +198,123 @@ def export_onnx(model: BaseSegmentor, out_file: str | Path, shape: tuple[int, in
               f'(opset {opset}, dynamic H and W in {MIN_SIZE}..{max_size}{", deploy mode" if deploy else ""})',
               logger='current')
     return out_file
+
+
+def quantize_onnx(onnx_file: str | Path, out_file: str | Path, calibration_images: Sequence[str | Path | np.ndarray],
+                  config: str | Path | Config | None = None, per_channel: bool = True) -> Path:
+    """Write an int8 copy of an exported model (:func:`export_onnx`): onnxruntime's static QDQ quantization.
+
+    Weights are quantized to int8 (per output channel with ``per_channel``), activations to uint8 with ranges
+    calibrated (min/max) on ``calibration_images``: the u8 x s8 scheme onnxruntime recommends for x86 CPUs with
+    VNNI. onnxruntime then runs the convolutions and matrix products in integer arithmetic; between them the
+    graph's resizes, GELUs and normalisations dequantize, run in float32 and quantize again.
+
+    Args:
+        onnx_file: The float32 graph (a deploy-form export quantizes best: no BatchNorm between convs).
+        out_file: Where to write the int8 graph.
+        calibration_images: Images (paths or BGR arrays) like those the model will see; a few dozen suffice.
+        config: With a config, each calibration image first goes through its ``test_pipeline`` (e.g. ADE20K's
+            resize to a 512 short side), as :class:`OnnxSegmentor` feeds the graph; without, images are used as
+            they are.
+        per_channel: One scale per output channel of each weight (more accurate; the default).
+
+    Returns:
+        The path written.
+    """
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    calibration_images = list(calibration_images)
+    if not calibration_images:
+        raise ValueError('int8 quantization needs at least one calibration image')
+    cfg = _with_test_pipeline(config) if config is not None else None
+
+    class Reader(CalibrationDataReader):
+        """The images in the ranges onnxruntime asks for, each read and converted only then."""
+
+        def __init__(self) -> None:
+            self.set_range(0, len(calibration_images))
+
+        def __len__(self) -> int:
+            return len(calibration_images)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.images = iter(calibration_images[start_index:end_index])
+
+        def get_next(self) -> dict | None:
+            image = next(self.images, None)
+            return None if image is None else {'image': _graph_input(cfg, image)}
+
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    prepared = out_file.with_name(out_file.stem + '.prep.onnx')
+    try:
+        # shape inference and graph optimisation first, as onnxruntime's quantization guide asks
+        quant_pre_process(str(onnx_file), str(prepared), skip_symbolic_shape=True)
+        # BatchNormalization (the out_norms, which follow no conv) stays in float32: quantizing it buys nothing.
+        # CalibStridedMinMax=1: ranges merged after every image, so calibration holds one image's activations
+        # (about 2 GB for UperNet-T at 512x512), not all of them.
+        quantize_static(str(prepared), str(out_file), Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
+                        nodes_to_exclude=_nodes_of(prepared, 'BatchNormalization'),
+                        extra_options=dict(ActivationSymmetric=False, WeightSymmetric=True, CalibStridedMinMax=1))
+    finally:
+        prepared.unlink(missing_ok=True)
+    print_log(f'Quantized {onnx_file} to int8 (QDQ, {len(calibration_images)} calibration images) as {out_file}',
+              logger='current')
+    return out_file
+
+
+def _nodes_of(onnx_file: Path, op_type: str) -> list[str]:
+    import onnx
+    return [node.name for node in onnx.load(str(onnx_file), load_external_data=False).graph.node
+            if node.op_type == op_type]
+
+
+def _with_test_pipeline(config: str | Path | Config) -> Config:
+    cfg = load_model_config(config)
+    if not cfg.get('test_pipeline'):
+        cfg.test_pipeline = copy.deepcopy(DEFAULT_TEST_PIPELINE)
+    return cfg
+
+
+def _graph_input(cfg: Config | None, image: str | Path | np.ndarray) -> np.ndarray:
+    """The ``(1, 3, H, W)`` float32 BGR feed of one image, through ``cfg``'s test pipeline when given."""
+    bgr = load_image(image)
+    if cfg is None:
+        return np.ascontiguousarray(bgr.transpose(2, 0, 1)[None], dtype=np.float32)
+    return apply_test_pipeline(cfg, bgr)['inputs'].numpy()[None].astype(np.float32)
+
+
+class OnnxSegmentor:
+    """An exported graph (:func:`export_onnx`, or its int8 form from :func:`quantize_onnx`) in onnxruntime, run
+    on images the way :func:`mmext.apis.inference_segmentor` runs a model: the config's test pipeline (ADE20K's:
+    resize to a 512 short side), the graph, then the label map at the image's own size in bounded memory.
+
+    Args:
+        onnx_file: The graph.
+        config: The config the model was built from (its ``test_pipeline`` and ``align_corners`` are used).
+        threads: onnxruntime's intra-op threads (default: its own choice).
+    """
+
+    def __init__(self, onnx_file: str | Path, config: str | Path | Config, threads: int | None = None,
+                 providers: Sequence[str] = ('CPUExecutionProvider', )) -> None:
+        import onnxruntime as ort
+
+        self.cfg = _with_test_pipeline(config)
+        self.align_corners = bool((self.cfg.model.get('decode_head') or {}).get('align_corners', False))
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(onnx_file), options, providers=list(providers))
+
+    def __call__(self, image: str | Path | np.ndarray) -> np.ndarray:
+        """The ``(H, W)`` ``int64`` label map of one image (see :func:`mmext.apis.load_image`)."""
+        bgr = load_image(image)
+        logits = torch.from_numpy(self.session.run(['logits'], {'image': _graph_input(self.cfg, bgr)})[0][0])
+        if logits.shape[0] == 1:
+            raise ValueError('OnnxSegmentor arg-maxes classes; a one-channel (binary) head needs its threshold')
+        return label_map_from_logits(logits, bgr.shape[:2], self.align_corners)
 
 
 def check_onnx_parity(model: BaseSegmentor, onnx_file: str | Path, images: Sequence[str | Path | np.ndarray],

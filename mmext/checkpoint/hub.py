@@ -33,6 +33,15 @@ def resolve_hf_hub(name: str) -> str:
             raise CheckpointError(f'{name}: the Hugging Face hub has no repository {repo_id!r} (or it is '
                                   'private)') from None
     offline = ' with HF_HUB_OFFLINE=1' if constants.is_offline_mode() else ''
+    cli = hf_cli()
     raise CheckpointError(f'{name}: found none of {", ".join(absent)} in {repo_id}{offline} (cache: '
-                          f'{constants.HF_HUB_CACHE}). Online, run once `huggingface-cli download {repo_id} '
+                          f'{constants.HF_HUB_CACHE}). Online, run once `{cli} download {repo_id} '
                           f'{HF_WEIGHT_FILES[0]}`; or pass a local path or URL instead')
+
+
+def hf_cli() -> str:
+    """The command-line tool the installed ``huggingface_hub`` provides: ``hf`` (0.34 and later), else the older
+    ``huggingface-cli``."""
+    import importlib.util
+
+    return 'hf' if importlib.util.find_spec('huggingface_hub.cli.hf') is not None else 'huggingface-cli'

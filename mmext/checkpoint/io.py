@@ -1,9 +1,12 @@
-"""Reading checkpoint files without running code from them.
+"""Reading checkpoint files without running code from them: the one read boundary.
 
 :func:`read_checkpoint` reads a local file, URL, OpenMMLab model name, ``hf-hub:`` name or other mmengine URI in
 any released format (plain state dict ``.pth``, timm's ``pytorch_model.bin`` and ``model.safetensors``, mmengine
-checkpoints) with ``torch.load(weights_only=True)`` or safetensors. :func:`load_trusted_checkpoint` (the
-``trusted://`` prefix) unpickles the user's own files in full. Nothing here knows any model.
+checkpoints) with ``torch.load(weights_only=True)`` or safetensors, after checking the CRC of every entry of a
+torch zip archive, and reduces the config texts inside (which mmengine executes) to data
+(:mod:`.config_text`). :mod:`.mmengine_loader` routes every mmengine checkpoint read through it.
+:func:`load_trusted_checkpoint` (the ``trusted://`` prefix) unpickles the user's own files in full. Nothing here
+knows any model.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import pickletools
 import re
 import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
@@ -26,9 +30,10 @@ from mmengine.logging import print_log
 
 from mmext.compat.upstream import mmengine_home
 
+from .config_text import strip_executable_configs
 from .errors import CheckpointError, UnsafeCheckpointError
 from .hub import HF_HUB_PREFIX, resolve_hf_hub
-from .report import preview
+from .report import note_file_format, preview
 
 #: Prefix marking a checkpoint as the user's own, to be unpickled in full (``weights_only=False``).
 TRUSTED_PREFIX = 'trusted://'
@@ -53,18 +58,45 @@ def read_checkpoint(filename: str | os.PathLike, map_location: str | torch.devic
         map_location: Where tensors go, as in :func:`torch.load`.
 
     Returns:
-        Whatever the file holds: a state dict, or a dict wrapping one.
+        Whatever the file holds: a state dict, or a dict wrapping one. Config texts in ``meta`` and the message
+        hub keep only literal assignments (see :func:`~mmext.checkpoint.config_text.strip_executable_configs`);
+        what was dropped is logged as a warning.
 
     Raises:
         FileNotFoundError: No such local file.
         UnsafeCheckpointError: The file pickles Python objects ``weights_only`` loading refuses.
-        CheckpointError: The file is truncated, corrupt or not a checkpoint.
+        CheckpointError: The file is truncated, corrupt (an entry's CRC does not match) or not a checkpoint.
     """
     filename = str(filename)
     if filename.startswith(TRUSTED_PREFIX):
         return load_trusted_checkpoint(filename[len(TRUSTED_PREFIX):], map_location)
     with _local_copy(filename) as local_path:
-        return _read_local(local_path, map_location, filename)
+        checkpoint = _read_local(local_path, map_location, filename)
+    for note in strip_executable_configs(checkpoint, filename):
+        print_log(f'{note}; nothing from it was executed.', logger='current', level=logging.WARNING)
+    return checkpoint
+
+
+def verify_archive(path: str | os.PathLike, display: str | None = None) -> None:
+    """Raise :class:`CheckpointError` unless every entry of a torch zip checkpoint matches its CRC-32.
+
+    torch reads tensor data without checking it, so a flipped or zeroed block in a file whose zip directory is
+    intact loads as wrong weights. This reads every byte once (about as long as loading the file). Files that are
+    not zip archives (legacy torch, safetensors) are left to their readers.
+    """
+    display = display or str(path)
+    with open(path, 'rb') as f:
+        if f.read(4) != b'PK\x03\x04':
+            return
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+        raise CheckpointError(f'{display} is not a readable checkpoint (a zip archive torch cannot read: '
+                              f'truncated or corrupt: {e}); was it cut off while written or copied?') from None
+    if bad is not None:
+        raise CheckpointError(f'{display} is corrupt: the CRC of its entry {bad!r} does not match its data (a '
+                              'damaged disk, copy or download). Refused; copy it again or use another checkpoint.')
 
 
 def load_trusted_checkpoint(filename: str | os.PathLike, map_location: str | torch.device | None = 'cpu') -> Any:
@@ -169,10 +201,14 @@ def _read_local(path: str, map_location: Any, display: str) -> Any:
         raise CheckpointError(f'{display} is empty (0 bytes): not a checkpoint; was the download or copy cut off?')
     is_zip = head[:4] == b'PK\x03\x04'
     if not is_zip and (_looks_like_safetensors(head, size) or path.endswith('.safetensors')):
+        note_file_format(display, 'safetensors')
         return _read_safetensors(path, map_location, display, size)
+    note_file_format(display, 'torch zip' if is_zip else 'torch legacy')
     if path.endswith('.safetensors'):
         print_log(f'{display} is named .safetensors but holds a torch checkpoint; reading it as one.',
                   logger='current', level=logging.WARNING)
+    if is_zip:
+        verify_archive(path, display)
     try:
         with open(path, 'rb') as f:  # a file object: torch.load would route a *.safetensors name to safetensors
             return torch.load(f, map_location=map_location, weights_only=True)

@@ -5,6 +5,20 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+# The file format each checkpoint name was last read as, noted by read_checkpoint for the reports.
+_FILE_FORMATS: dict[str, str] = {}
+
+
+def note_file_format(name: str, file_format: str) -> None:
+    """Record that :func:`~mmext.checkpoint.read_checkpoint` read ``name`` as ``file_format`` (``'safetensors'``,
+    ``'torch zip'``, ``'torch legacy'``)."""
+    _FILE_FORMATS[name] = file_format
+
+
+def file_format(name: str) -> str | None:
+    """The format ``name`` was last read in (see :func:`note_file_format`), or ``None``."""
+    return _FILE_FORMATS.get(str(name))
+
 
 def preview(items: list, limit: int = 8) -> str:
     """The first ``limit`` items, comma-separated, and how many more there are."""
@@ -64,7 +78,9 @@ class LoadReport:
             arch = f'  arch: {self.model_arch}, as the checkpoint\'s shapes say'
         else:
             arch = f'  model: {self.model_arch}; checkpoint: {self.checkpoint_arch or "arch not recognisable"}'
-        lines = [f'{self.title} from {self.filename}', f'  format: {self.source_format}{where}', arch,
+        kind = file_format(self.filename)
+        source = f'{kind} file, {self.source_format}' if kind == 'safetensors' else self.source_format
+        lines = [f'{self.title} from {self.filename}', f'  format: {source}{where}', arch,
                  f'  loaded {len(self.loaded)} of {total} backbone tensors']
         if self.head_keys:
             lines.append(f'  dropped {len(self.head_keys)} classification-head tensors (head.*)')

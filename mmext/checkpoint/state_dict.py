@@ -7,6 +7,7 @@ whole-model checkpoint that does not fit a model exactly (mmengine's ``load_from
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ import torch.nn as nn
 from .io import CheckpointError, read_checkpoint
 from .report import preview
 
-#: Top-level keys that wrap a state dict, tried in this order when no ``key`` is given: mmengine and timm
+#: Top-level keys that wrap a state dict, tried in this order when no ``checkpoint_key`` is given: mmengine and timm
 #: (``state_dict``), the official training scripts and torchvision's references (``model``), DeepSpeed
 #: (``module``).
 WRAPPER_KEYS = ('state_dict', 'model', 'module')
@@ -25,26 +26,39 @@ WRAPPER_KEYS = ('state_dict', 'model', 'module')
 _MODEL_WRAPPER_PREFIXES = ('module.', '_orig_mod.')
 
 
-def unwrap_state_dict(checkpoint: Any, source: str = '<checkpoint>',
+def _deprecated_key(checkpoint_key: str | None, key: str | None, where: str) -> str | None:
+    if key is not None:
+        warnings.warn(f'{where}(key=...) is deprecated; the argument is called checkpoint_key now',
+                      DeprecationWarning, stacklevel=3)
+        if checkpoint_key is not None and checkpoint_key != key:
+            raise TypeError(f'{where}: pass checkpoint_key only (got checkpoint_key={checkpoint_key!r}, '
+                            f'key={key!r})')
+        return key
+    return checkpoint_key
+
+
+def unwrap_state_dict(checkpoint: Any, source: str = '<checkpoint>', checkpoint_key: str | None = None, *,
                       key: str | None = None) -> tuple[dict[str, torch.Tensor], str]:
     """The tensors of a loaded checkpoint under the model's own names, and a description of the wrapping found.
 
     Args:
         checkpoint: What :func:`~mmext.checkpoint.read_checkpoint` returned.
         source: The file, for messages.
-        key: The top-level entry holding the state dict, e.g. ``'state_dict_ema'`` or ``'model_ema'`` for EMA
-            weights; ``None`` tries :data:`WRAPPER_KEYS` and then the checkpoint itself.
+        checkpoint_key: The top-level entry holding the state dict, e.g. ``'state_dict_ema'`` or ``'model_ema'``
+            for EMA weights; ``None`` tries :data:`WRAPPER_KEYS` and then the checkpoint itself.
+        key: Deprecated spelling of ``checkpoint_key``.
 
     ``module.`` (DDP) and ``_orig_mod.`` (a ``torch.compile``d model) prefixes are stripped; non-tensor entries
     are left out. Raises :class:`CheckpointError` naming ``source`` when there are no tensors.
     """
+    key = _deprecated_key(checkpoint_key, key, 'unwrap_state_dict')
     if not isinstance(checkpoint, Mapping):
         raise CheckpointError(f'{source} holds a {type(checkpoint).__name__}, not a state dict or a dict wrapping '
                               'one')
     source_format = 'plain state dict'
     if key is not None:
         if not isinstance(checkpoint.get(key), Mapping):
-            raise CheckpointError(f'{source} has no state dict under key {key!r}; its top-level keys: '
+            raise CheckpointError(f'{source} has no state dict under checkpoint_key={key!r}; its top-level keys: '
                                   f'{preview(list(checkpoint))}')
         checkpoint, source_format = checkpoint[key], f"{{'{key}': ...}} checkpoint"
     else:
@@ -54,8 +68,11 @@ def unwrap_state_dict(checkpoint: Any, source: str = '<checkpoint>',
                 break
     tensors = {k: v for k, v in checkpoint.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     if not tensors:
-        wrapped = [k for k, v in checkpoint.items() if isinstance(v, Mapping)]
-        hint = f'; to read one of its entries pass key= (one of {preview(wrapped)})' if wrapped else ''
+        wrapped = [k for k, v in checkpoint.items()
+                   if isinstance(v, Mapping) and any(isinstance(t, torch.Tensor) for t in v.values())]
+        hint = (f'; to read one of its entries pass checkpoint_key=<entry> (one of {preview(wrapped)}), e.g. '
+                f"init_cfg=dict(type='Pretrained', checkpoint='{source}', checkpoint_key='{wrapped[0]}') or "
+                f'--checkpoint-key {wrapped[0]}' if wrapped else '')
         raise CheckpointError(f'{source} contains no tensors; top-level keys: {preview(list(checkpoint))}{hint}')
     for prefix in _MODEL_WRAPPER_PREFIXES:
         if all(k.startswith(prefix) for k in tensors):
@@ -104,15 +121,19 @@ def diff_state_dict(expected: Mapping[str, torch.Tensor], given: Mapping[str, to
                     if k in given and given[k].shape != v.shape])
 
 
-def check_model_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], filename: str = '<checkpoint>') -> None:
+def check_model_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], filename: str = '<checkpoint>',
+                           allow_missing: tuple[str, ...] = ()) -> None:
     """Raise :class:`CheckpointError` naming the file and the keys that differ unless ``state`` fits ``model``
     exactly (same keys, same shapes).
 
     A submodule may explain a mismatch in its own terms: one with a ``describe_state_dict_mismatch(state)`` method
     (the InceptionNeXt backbone says which arch the checkpoint's tensors look like) is asked with the part of
-    ``state`` under its name, and a line it returns heads the message.
+    ``state`` under its name, and a line it returns heads the message. Missing keys starting with one of
+    ``allow_missing`` are accepted.
     """
     diff = diff_state_dict(model.state_dict(), state)
+    if allow_missing:
+        diff.missing = [k for k in diff.missing if not k.startswith(allow_missing)]
     if not diff:
         return
     lines = []
@@ -132,18 +153,51 @@ def check_model_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], 
                           + '\nUse the config the checkpoint was trained with.')
 
 
-def check_checkpoint_fits(model: nn.Module, filename: str | os.PathLike, key: str | None = None,
-                          allow_non_finite: bool = False) -> None:
-    """Check, before a run, that a whole-model checkpoint fits ``model`` exactly.
+def check_checkpoint_fits(model: nn.Module, filename: str | os.PathLike, checkpoint_key: str | None = None,
+                          allow_non_finite: bool = False, *, resume: bool = True, key: str | None = None) -> str:
+    """Check, before a run, that a checkpoint fits ``model``; the one fit rule for whole-model checkpoints.
 
     mmengine's Runner loads ``load_from`` with ``strict=False`` and only logs what did not fit, so a checkpoint of
-    another arch or config would still be evaluated, partly random. Model wrappers (DDP, test-time augmentation)
-    are looked through. Reads the file the safe way (:func:`~mmext.checkpoint.read_checkpoint`). ``key`` selects
-    the wrapper entry (see :func:`unwrap_state_dict`); NaN/Inf tensors are refused unless ``allow_non_finite``.
+    another arch or config would still be evaluated, partly random. The rule:
+
+    - a whole-model checkpoint must fit exactly (same keys, same shapes);
+    - with ``resume=False`` (``load_from`` for fine-tuning) a checkpoint holding only ``backbone.*`` tensors
+      (``tools/model_converters/inceptionnext2mmseg.py --prefix backbone.``) is accepted when the backbone
+      fits exactly: mmengine loads it into the backbone and the other modules keep their fresh initialisation,
+      which the returned line says;
+    - a backbone checkpoint without the ``backbone.`` prefix (official / timm layout) is refused with the
+      ``init_cfg`` to use instead.
+
+    Model wrappers (DDP, test-time augmentation) are looked through. Reads the file through
+    :func:`~mmext.checkpoint.read_checkpoint`. ``checkpoint_key`` selects the wrapper entry (see
+    :func:`unwrap_state_dict`; ``key`` is its deprecated spelling); NaN/Inf tensors are refused unless
+    ``allow_non_finite``. Returns a line describing what will be loaded.
     """
+    checkpoint_key = _deprecated_key(checkpoint_key, key, 'check_checkpoint_fits')
     while hasattr(model, 'module') and isinstance(model.module, nn.Module):
         model = model.module
-    state, _ = unwrap_state_dict(read_checkpoint(filename), str(filename), key=key)
+    filename = str(filename)
+    state, _ = unwrap_state_dict(read_checkpoint(filename), filename, checkpoint_key)
     if not allow_non_finite:
-        check_finite_state_dict(state, str(filename))
-    check_model_state_dict(model, state, str(filename))
+        check_finite_state_dict(state, filename)
+    backbone = getattr(model, 'backbone', None)
+    if not resume and isinstance(backbone, nn.Module):
+        if state and all(k.startswith('backbone.') for k in state):
+            # modules a released backbone checkpoint lacks (a backbone declares them, e.g. the per-output norms)
+            new = tuple(getattr(backbone, 'new_module_prefixes', ()))
+            sub = {k[len('backbone.'):]: v for k, v in state.items()}
+            check_model_state_dict(backbone, sub, filename, allow_missing=new)
+            fresh = sorted({k.split('.', 1)[0] for k in model.state_dict() if not k.startswith('backbone.')})
+            fresh += sorted({f'backbone.{k.split(".", 1)[0]}' for k in backbone.state_dict() if k not in sub})
+            return (f'{filename} holds backbone weights only: the backbone is loaded from it (strictly, '
+                    f'{len(state)} tensors); {", ".join(fresh) or "the other modules"} start from their '
+                    'initialisation.')
+        backbone_keys = set(backbone.state_dict())
+        if not any(k.startswith('backbone.') for k in state) and len(backbone_keys & set(state)) >= len(state) // 2:
+            raise CheckpointError(
+                f'load_from={filename} holds backbone weights only, without the backbone. prefix, so it cannot '
+                "initialise the whole model. Load it into the backbone instead: model.backbone.init_cfg=dict(type="
+                f"'Pretrained', checkpoint='{filename}'), and leave load_from unset (or convert it with "
+                'tools/model_converters/inceptionnext2mmseg.py --prefix backbone.).')
+    check_model_state_dict(model, state, filename)
+    return f'{filename} fits the model exactly ({len(state)} tensors).'

@@ -67,3 +67,62 @@ def batch_norm_base() -> type:
     from torch.nn.modules.batchnorm import _BatchNorm
 
     return _BatchNorm
+
+
+def cpu_has(feature: str) -> bool:
+    """Whether this CPU has ``feature``: ``'avx512_bf16'``, ``'amx_tile'`` (AMX, with its bf16 tiles) or
+    ``'amx_fp16'``, as PyTorch's CPU kernels detect it.
+
+    torch 2.14: ``torch.cpu._is_avx512_bf16_supported``, ``_is_amx_tile_supported``, ``_is_amx_fp16_supported``
+    (``torch.backends.cpu.get_cpu_capability()`` names only the vector ISA).
+    """
+    return bool(getattr(torch.cpu, f'_is_{feature}_supported')())
+
+
+def checkpoint_loader_schemes() -> dict:
+    """mmengine's ``CheckpointLoader`` table: prefix (a regular expression) -> loader function.
+
+    mmengine 0.10.7: ``CheckpointLoader._schemes`` (``register_scheme`` adds entries; nothing lists them).
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    return dict(CheckpointLoader._schemes)
+
+
+def process_mmcls_checkpoint(checkpoint: Any) -> Any:
+    """mmengine's renaming of an ``mmcls://`` checkpoint's keys to mmpretrain's layout.
+
+    mmengine 0.10.7: ``mmengine.runner.checkpoint._process_mmcls_checkpoint``.
+    """
+    from mmengine.runner import checkpoint as mm_checkpoint
+
+    return mm_checkpoint._process_mmcls_checkpoint(checkpoint)
+
+
+def add_registry_locations(registry: Any, locations: list[str]) -> None:
+    """Make ``registry`` import ``locations`` on its first lookup, as if given to its constructor (``locations=``);
+    at once if it has looked a name up already.
+
+    mmengine 0.10.7: ``Registry._locations`` / ``Registry._imported`` (read by ``Registry.import_from_location``,
+    which ``get`` calls; no public setter). A new list: mmengine's default ``locations`` is one list shared by every
+    registry built without it.
+    """
+    import importlib
+
+    new = [location for location in locations if location not in registry._locations]
+    registry._locations = [*registry._locations, *new]
+    if registry._imported:
+        for location in new:
+            importlib.import_module(location)
+
+
+def triton_sum_combine() -> Any:
+    """The combine function of ``tl.sum``, for ``tl.reduce(x, axis, triton_sum_combine())`` in a kernel: unlike
+    ``tl.sum`` it works whether or not Triton was imported in interpreter mode, and the interpreter runs it as one
+    numpy sum (any other combine function lane by lane).
+
+    Triton 3.8: ``triton.language.standard._sum_combine`` (the interpreter dispatches on its identity).
+    """
+    import triton.language as tl
+
+    return tl.standard._sum_combine

@@ -1,1 +1,1 @@
-from . import hooks, optimizers  # noqa: F401  (registers hooks and optimizer constructors)
+from . import hooks, optimizers, runner  # noqa: F401  (registers hooks, optimizer constructors and SafeRunner)

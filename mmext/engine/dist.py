@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
+from mmengine.dist import get_world_size
 from mmengine.logging import print_log
 
 SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN', 'nn.SyncBatchNorm', 'SyncBatchNorm')
@@ -80,3 +81,14 @@ def setup_cpu_distributed(cfg: Config) -> bool:
                   f'{os.environ["WORLD_SIZE"]}-process CPU run; each process normalises over its own batch.',
                   logger='current', level=logging.WARNING)
     return True
+
+
+def any_rank(flag: bool) -> bool:
+    """``flag`` OR-ed over all ranks (one scalar ``all_reduce``); ``flag`` itself when not distributed."""
+    if get_world_size() == 1 or not torch_dist.is_initialized():
+        return flag
+    backend = torch_dist.get_backend()
+    device = torch.device('cuda', torch.cuda.current_device()) if backend == 'nccl' else torch.device('cpu')
+    value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+    torch_dist.all_reduce(value, op=torch_dist.ReduceOp.MAX)
+    return bool(value.item())

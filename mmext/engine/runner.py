@@ -1,9 +1,12 @@
-"""What every tool does before ``runner.train()`` / ``runner.test()``, written once.
+"""mmext's Runner, and what every tool does before ``runner.train()`` / ``runner.test()``, written once.
 
-``tools/train.py``, ``tools/test.py``, ``tools/eval_miou.py`` and :func:`mmext.apis.evaluate_segmentation` share
-it: the common command-line options, loading the config with them applied (``--cfg-options``, the work dir default
-``./work_dirs/CONFIG_NAME``, the launcher), and building the Runner with mmext's safe-checkpoint hook and the CPU
-multi-process set-up (:mod:`mmext.engine.dist`).
+:class:`SafeRunner` is mmengine's Runner with mmext's run-safety guarantees; the configs select it
+(``runner_type='SafeRunner'`` in ``configs/_base_/mmext_runtime.py``, so mmseg's and mmdet's own
+``tools/train.py`` build it too) and :func:`build_runner` builds it for every mmext tool and API.
+``tools/train.py``, ``tools/test.py``, ``tools/demo_train.py``, ``tools/eval_miou.py`` and
+:func:`mmext.apis.evaluate_segmentation` share the rest: the common command-line options, loading the config with
+them applied (``--cfg-options`` checked against the config's types, the work dir default
+``./work_dirs/CONFIG_NAME``, the launcher), and the CPU multi-process set-up (:mod:`mmext.engine.dist`).
 """
 from __future__ import annotations
 
@@ -11,21 +14,70 @@ import argparse
 import os
 import os.path as osp
 import time
+from typing import Any
 
+import torch.nn as nn
 from mmengine.config import Config, DictAction
 from mmengine.logging import MessageHub, MMLogger
-from mmengine.registry import RUNNERS, DefaultScope
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmengine.visualization import Visualizer
 
+from mmext.registry import RUNNERS
+
 from .dist import setup_cpu_distributed
-from .hooks import ensure_weights_only_hook
+from .hooks import ensure_training_hooks
+from .preemption import preemption_signals
+from .save import save_checkpoint_atomic
+from .work_dir_lock import work_dir_lock
+
+
+@RUNNERS.register_module()
+class SafeRunner(Runner):
+    """mmengine's ``Runner`` (same arguments) with mmext's run-safety guarantees, each enforced in one place:
+
+    - the safety hooks (:data:`mmext.engine.hooks.TRAINING_HOOKS`) are added to ``custom_hooks`` when missing
+      (:func:`~mmext.engine.hooks.ensure_training_hooks`);
+    - every checkpoint it saves goes through :func:`~mmext.engine.save.save_checkpoint_atomic` (finite state
+      only, written under a temporary name and renamed when complete);
+    - ``train()`` holds the work dir's lock (:func:`~mmext.engine.work_dir_lock.work_dir_lock`: a second run
+      into it refuses, naming this one's pid and host) and records SIGTERM / SIGUSR1
+      (:func:`~mmext.engine.preemption.preemption_signals`), on which :class:`~mmext.engine.hooks.PreemptionHook`
+      saves and stops.
+
+    Checkpoint reads need nothing here: importing mmext routes every mmengine read through
+    :func:`mmext.checkpoint.read_checkpoint`.
+    """
+
+    def __init__(self, *args: Any, custom_hooks: list | None = None, **kwargs: Any) -> None:
+        custom_hooks = ensure_training_hooks({'custom_hooks': custom_hooks})['custom_hooks']
+        super().__init__(*args, custom_hooks=custom_hooks, **kwargs)
+
+    def train(self) -> nn.Module:
+        with work_dir_lock(self.work_dir), preemption_signals():
+            return super().train()
+
+    def save_checkpoint(self, out_dir: str, filename: str, *args: Any, **kwargs: Any) -> None:
+        save_checkpoint_atomic(self, out_dir, filename, *args, **kwargs)
+
+    save_checkpoint.mmext_atomic = True
+
+
+class CfgOptionsAction(DictAction):
+    """mmengine's ``DictAction`` for ``--cfg-options``, with a one-line error for an option without ``=``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for value in values:
+            if '=' not in value:
+                parser.exit(2, f'{parser.prog}: error: {option_string} {value!r}: expected KEY=VALUE, e.g. '
+                               f'{value}=<value> (train_cfg.max_iters=1000)\n')
+        super().__call__(parser, namespace, values, option_string)
 
 
 def add_runner_args(parser: argparse.ArgumentParser, launcher: bool = True) -> argparse.ArgumentParser:
     """Add ``--work-dir`` and ``--cfg-options`` (and, with ``launcher``, ``--launcher`` and ``--local-rank``)."""
     parser.add_argument('--work-dir', help='directory for logs and outputs (default: ./work_dirs/CONFIG_NAME)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config settings, e.g. train_cfg.max_iters=1000 "model.backbone.arch=small"')
     if launcher:
         parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
@@ -40,13 +92,56 @@ def default_work_dir(config: str | None) -> str:
     return osp.join('./work_dirs', osp.splitext(osp.basename(config or 'run'))[0])
 
 
+_MISSING = object()
+
+
+def _config_value(cfg: Config, dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split('.'):
+        if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, (dict, Config)) and part in node:
+            node = node[part]
+        else:
+            return _MISSING
+    return node
+
+
+def check_cfg_options(cfg: Config, options: dict) -> None:
+    """Refuse a ``--cfg-options`` value whose type cannot replace the config's: a word where the config has a
+    number or a boolean (``train_cfg.max_iters=abc``). Raises ``ValueError`` naming the key, the value and the
+    fix in one line."""
+    for key, value in options.items():
+        old = _config_value(cfg, key)
+        if old is _MISSING or old is None or not isinstance(value, str):
+            continue
+        if isinstance(old, bool):
+            kind, example = 'True or False', str(old)
+        elif isinstance(old, int):
+            kind, example = 'an integer', str(old)
+        elif isinstance(old, float):
+            kind, example = 'a number', repr(old)
+        else:
+            continue
+        raise ValueError(f'--cfg-options {key}={value}: {key} takes {kind} (the config has {old!r}); write e.g. '
+                         f'{key}={example}')
+
+
 def load_config(args: argparse.Namespace) -> Config:
-    """``Config.fromfile(args.config)`` with the options of :func:`add_runner_args` applied."""
+    """``Config.fromfile(args.config)`` with the options of :func:`add_runner_args` applied.
+
+    Raises ``ValueError`` (one line naming the option, the value and the fix) for a ``--cfg-options`` value of
+    the wrong type or a ``--work-dir`` that is a file.
+    """
+    if args.work_dir is not None and osp.exists(args.work_dir) and not osp.isdir(args.work_dir):
+        raise ValueError(f'--work-dir {args.work_dir} is a file, not a directory: pass a directory for logs and '
+                         'checkpoints (it is created if missing)')
     cfg = Config.fromfile(args.config)
     if getattr(args, 'launcher', None) is not None:
         cfg.launcher = args.launcher
         os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     if args.cfg_options is not None:
+        check_cfg_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -82,12 +177,13 @@ def keep_runs_apart(cfg: Config) -> None:
 
 
 def build_runner(cfg: Config) -> Runner:
-    """The config's Runner (``runner_type`` or mmengine's), with :class:`~mmext.engine.hooks.WeightsOnlyCheckpointHook`
-    added, the CPU multi-process set-up applied and a logger and visualizer of its own (:func:`keep_runs_apart`).
-    Sets ``cfg.work_dir``'s default if the config has none."""
+    """The Runner of every mmext tool: :class:`SafeRunner` (or the config's ``runner_type``, given the safety hooks
+    too), with the CPU multi-process set-up applied and a logger and visualizer of its own
+    (:func:`keep_runs_apart`). Sets ``cfg.work_dir``'s default if the config has none."""
     if cfg.get('work_dir') is None:
         cfg.work_dir = default_work_dir(cfg.filename)
-    ensure_weights_only_hook(cfg)
     setup_cpu_distributed(cfg)
     keep_runs_apart(cfg)
-    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    if cfg.get('runner_type', 'Runner') in ('Runner', 'SafeRunner', SafeRunner):
+        return SafeRunner.from_cfg(cfg)
+    return RUNNERS.build(ensure_training_hooks(cfg))

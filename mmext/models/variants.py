@@ -2,10 +2,10 @@
 shrunk depthwise conv on part of the channels), Table 5 (isotropic networks) and Table 8 (ablations of
 InceptionNeXt-T). One source for the complexity tests, the benchmark and (checked by tests) ``configs/ablations``.
 
-Each entry: ``backbone`` (config dict), ``head`` (the classification form's head, see
-:class:`~mmext.models.classifiers.MetaNeXtClassifier`), the paper's ``table`` and ``row``, and the paper's numbers
-for that row: ``params`` and ``macs`` (classifier at 224x224, 1000 classes), ImageNet-1k ``top1``, and
-``train`` / ``infer`` throughput in images/s on ``hardware``. ``config`` names the segmentation counterpart.
+Each entry: ``backbone`` (config dict), ``head`` (the classification form's head, see ``MetaNeXtClassifier`` in
+``tools/analysis/paper_variants.py``), the paper's ``table`` and ``row``, and the paper's numbers for that row:
+``params`` and ``macs`` (classifier at 224x224, 1000 classes), ImageNet-1k ``top1``, and ``train`` / ``infer``
+throughput in images/s on ``hardware``. ``config`` names the segmentation counterpart.
 
 Where our MetaNeXt form of a Table 1 row (ConvNeXt-T) differs from ConvNeXt: the stem and downsample norms are
 BatchNorm (ConvNeXt: LayerNorm; same parameter count, norms are not counted as MACs) and the MLP is 1x1 convs
@@ -17,7 +17,8 @@ from __future__ import annotations
 import copy
 
 T = dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768), mlp_ratios=(4, 4, 4, 3))
-CONVNEXT_T = dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768), mlp_ratios=(4, 4, 4, 4), block_norm='LN')
+CONVNEXT_T = dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768), mlp_ratios=(4, 4, 4, 4))
+LN2D = dict(type='LN2d', eps=1e-6)  # ConvNeXt's channels-first LayerNorm: Tables 1 and 5's block norm, Table 8's LN
 A100 = 'A100, TF32, batch 128 at 224'
 GPU_2080TI = '2080Ti, FP32'
 
@@ -29,7 +30,8 @@ def _t(**token_mixer) -> dict:
 
 def _convnext_t(kernel_size: int, ratio: float) -> dict:
     return dict(type='InceptionNeXt',
-                arch=dict(CONVNEXT_T, token_mixer=dict(type='DWConv2d', kernel_size=kernel_size, ratio=ratio)))
+                arch=dict(CONVNEXT_T, token_mixer=dict(type='DWConv2d', kernel_size=kernel_size, ratio=ratio)),
+                block_norm_cfg=LN2D)
 
 
 def _row(table, row, backbone, head, params, macs, top1, train, infer, hardware, config) -> dict:
@@ -62,8 +64,9 @@ PAPER_VARIANTS.update({
                             'linear', 22, 4.6, 3.9, 288, 816, GPU_2080TI,
                             'configs/upernet_metanext_attn_iso_s_ade20k.py'),
     'convnext_iso_s': _row('Table 5', 'ConvNeXt-S (iso.)', dict(
-        type='InceptionNeXtIsotropic', arch=dict(depth=18, dim=384, mlp_ratio=4, block_norm='LN',
-                                                 token_mixer=dict(type='DWConv2d', kernel_size=7))),
+        type='InceptionNeXtIsotropic', arch=dict(depth=18, dim=384, mlp_ratio=4,
+                                                 token_mixer=dict(type='DWConv2d', kernel_size=7)),
+        block_norm_cfg=LN2D),
         'linear', 22, 4.3, 79.7, 270, 879, GPU_2080TI, None),
     # Table 8: ablations of InceptionNeXt-T, A100
     'inceptionnext_t': _row('Table 8', 'baseline (InceptionNeXt-T)', dict(type='InceptionNeXt', arch='tiny'), 'mlp',
@@ -87,7 +90,7 @@ PAPER_VARIANTS.update({
     'inceptionnext_t_ratio1-16': _row('Table 8', 'branch ratio 1/8 -> 1/16', _t(branch_ratio=0.0625),
                                       'mlp', 28.0, 4.2, 81.8, 936, 3097, A100, None),
     'inceptionnext_t_ln': _row('Table 8', 'BN -> LN (block norm)',
-                               dict(type='InceptionNeXt', arch=dict(T, block_norm='LN')),
+                               dict(type='InceptionNeXt', arch=dict(T), block_norm_cfg=LN2D),
                                'mlp', 28.1, 4.2, 82.4, 721, 2646, A100, None),
 })
 for _name, _v in PAPER_VARIANTS.items():

@@ -1,5 +1,5 @@
 """Custom ops: the fused Inception depthwise token mixer (``torch.ops.mmext.inception_dwconv``), its per-device
-autotuner and the CPU-side kernel report."""
+autotuner, and the mmcv ops mmext provides without compiled mmcv (multi-scale deformable attention, DCN, PSAMask)."""
 from .autotune import Autotuner, autotune_table, get_autotuner, set_autotuner
 from .mixer_configs import TileConfig, tuning_space
 from .token_mixer import (

@@ -97,12 +97,12 @@ class Autotuner:
         self._lock = threading.RLock()
 
     def select(self, key: str, direction: str, candidates: dict[str, Callable[[], object]], device: torch.device,
-               default: str, check: Checker | None = None) -> str:
+               default: str, check: Checker | None = None, op: str = 'inception_dwconv') -> str:
         """The candidate to run for ``key`` in ``direction`` ('fwd' or 'bwd').
 
         ``candidates`` maps names to callables running them on the real inputs and returning their outputs; it must
         hold :data:`REFERENCE`. ``check`` compares a candidate's output with the reference's; a failing or raising
-        candidate is never chosen.
+        candidate is never chosen. ``op`` names the op in log lines (keys of different ops must differ).
         """
         with self._lock:
             entry = self._table.get((key, direction)) or self._from_disk(key, direction, device, candidates)
@@ -111,18 +111,18 @@ class Autotuner:
             if not self.enabled or device.type not in self.devices:
                 return default
             if (blocked := tuning_blocked()) is not None:
-                _log(f'mmext inception_dwconv {direction} {key}: not tuned ({blocked}); running the reference')
+                _log(f'mmext {op} {direction} {key}: not tuned ({blocked}); running the reference')
                 return REFERENCE
-            entry = self._tune(key, direction, candidates, device, check)
+            entry = self._tune(key, direction, candidates, device, check, op)
             self._table[(key, direction)] = entry
             self._to_disk(key, direction, entry, device)
             times = ', '.join(f'{k} {v:.3f}' if math.isfinite(v) else f'{k} {entry["rejected"].get(k, "failed")}'
                               for k, v in entry['ms'].items())
-            _log(f"mmext inception_dwconv {direction} {key}: chose {entry['choice']} (ms: {times})")
+            _log(f"mmext {op} {direction} {key}: chose {entry['choice']} (ms: {times})")
             return entry['choice']
 
     def _tune(self, key: str, direction: str, candidates: dict[str, Callable[[], object]], device: torch.device,
-              check: Checker | None) -> dict:
+              check: Checker | None, op: str = 'inception_dwconv') -> dict:
         if REFERENCE not in candidates:
             raise ValueError(f'candidates must include {REFERENCE!r}')
         ms: dict[str, float] = {}
@@ -140,7 +140,7 @@ class Autotuner:
                     raise
                 rejected[name] = f'error: {type(exc).__name__}'
                 ms[name] = math.inf
-                _log(f'mmext inception_dwconv {direction} {key}: candidate {name} failed ({exc!r})', logging.WARNING)
+                _log(f'mmext {op} {direction} {key}: candidate {name} failed ({exc!r})', logging.WARNING)
         choice = min(ms, key=lambda k: (ms[k], k != REFERENCE))
         return dict(key=key, direction=direction, choice=choice, ms=ms, rejected=rejected, source='measured')
 

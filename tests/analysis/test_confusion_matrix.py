@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mmext.analysis.confusion_matrix import accumulate_confusion, most_confused_pairs
+from mmext.fileio import OutputPathError
 
 
 def direct_confusion(annotation_dir, prediction_dir) -> np.ndarray:
@@ -54,3 +55,11 @@ def test_missing_prediction_and_bad_labels_are_named(load_tool, write_tiny_seg_c
         load_tool('tools/analysis/confusion_matrix.py').main([str(cfg), str(tmp_path)])
     with pytest.raises(ValueError, match='pair 0: prediction has label 7 outside'):
         accumulate_confusion([(np.full((2, 2), 7), np.zeros((2, 2)))], num_classes=5)
+
+
+def test_out_dir_over_the_predictions_is_refused(load_tool, write_tiny_seg_config, ade20k_samples, tmp_path):
+    cfg = write_tiny_seg_config(tmp_path / 'tiny.py', ade20k_samples, max_iters=None)
+    pred_dir = tmp_path / 'pred'
+    pred_dir.mkdir()
+    with pytest.raises(OutputPathError, match=f'--out-dir {pred_dir} is the input PREDICTION_DIR'):
+        load_tool('tools/analysis/confusion_matrix.py').main([str(cfg), str(pred_dir), '--out-dir', str(pred_dir)])

@@ -1,5 +1,6 @@
 """ONNX export of UperNet / Semantic FPN segmentors: onnxruntime must match PyTorch at sizes other than the export
 size: Semantic FPN on the three real ADE20K samples at their native sizes, the full UperNet-T on them at half size."""
+import copy
 from pathlib import Path
 
 import cv2
@@ -11,7 +12,16 @@ import torch.nn as nn
 from mmengine.config import Config
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmext.apis import DynamicAdaptiveAvgPool2d, check_onnx_parity, export_onnx, init_segmentor, prepare_for_export
+from mmext.apis import (
+    DynamicAdaptiveAvgPool2d,
+    OnnxSegmentor,
+    apply_inference_options,
+    check_onnx_parity,
+    export_onnx,
+    inference_segmentor,
+    init_segmentor,
+    prepare_for_export,
+)
 
 SMALL_ARCH = dict(_delete_=True, depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), mlp_ratios=(2, 2, 2, 2),
                   token_mixer=dict(band_kernel_size=5, branch_ratio=0.25))
@@ -49,6 +59,10 @@ def test_fpn_deploy_onnx_matches_unfolded_pytorch(randomise_weights, repo_root, 
     assert isinstance(model.backbone.stem[1], _BatchNorm)  # the exported copy was folded, not the model
     _assert_parity(check_onnx_parity(model, onnx_file, _sample_images(ade20k_samples)),
                    [(512, 683), (364, 500), (300, 400)])
+    # OnnxSegmentor: the test pipeline, the graph and the label map at the image's size, as inference_segmentor
+    image = _sample_images(ade20k_samples)[1]
+    label_map = OnnxSegmentor(onnx_file, model.cfg)(image)
+    assert label_map.shape == image.shape[:2] and (label_map == inference_segmentor(model, image)).mean() > 0.999
 
 
 def test_upernet_t_onnx_matches_pytorch_on_ade20k_samples(randomise_weights, repo_root, ade20k_samples, tmp_path):
@@ -77,6 +91,9 @@ def test_export_refuses_bad_requests(repo_root, tmp_path):
         'model.decode_head.channels': 16, 'model.auxiliary_head.in_channels': 64})
     with pytest.raises(ValueError, match='64'):
         export_onnx(model, tmp_path / 'x.onnx', shape=(32, 32))
+    with pytest.raises(ValueError, match='export an fp32 model'):
+        export_onnx(apply_inference_options(copy.deepcopy(model), precision='bf16', allow_emulated=True),
+                    tmp_path / 'x.onnx')
     model.backbone = nn.Identity()  # a backbone without switch_to_deploy()
     with pytest.raises(ValueError, match='switch_to_deploy'):
         prepare_for_export(model, deploy=True)

@@ -52,6 +52,7 @@ def test_safetensors_preferred_and_loaded_strictly(offline_cache, atto_state, tm
     model = InceptionNeXt('atto', init_cfg=None)
     report = load_backbone_checkpoint(model, f'hf-hub:{REPO}')
     assert report.ok and len(report.head_keys) == 6
+    assert '  format: safetensors file, plain state dict\n' in report.summary()
     torch.testing.assert_close(model.stem[0].weight, atto_state['stem.0.weight'])  # not the zero decoy
 
 
@@ -65,7 +66,9 @@ def test_bin_used_when_the_repo_has_no_safetensors(offline_cache, atto_state, tm
 
 def test_missing_from_offline_cache_and_bad_names_are_clear(offline_cache):
     with pytest.raises(CheckpointError, match=r'found none of model\.safetensors .* in timm/inception_next_atto'
-                                              r'\.sail_in1k with HF_HUB_OFFLINE=1'):
+                                              r'\.sail_in1k with HF_HUB_OFFLINE=1') as exc:
         read_checkpoint(f'hf-hub:{REPO}')
+    # the CLI this huggingface_hub installs (hf since 0.34; huggingface-cli before)
+    assert f'run once `hf download {REPO} model.safetensors`' in str(exc.value)
     with pytest.raises(CheckpointError, match='expected hf-hub:<owner>/<repo>'):
         read_checkpoint('hf-hub:inception_next_atto')

@@ -37,10 +37,15 @@ def test_unwrap_strips_compile_and_ddp_prefixes_and_selects_ema(tiny_arch):
 
     ema = {k: v + 1 if v.is_floating_point() else v for k, v in state.items()}
     checkpoint = {'state_dict': state, 'state_dict_ema': ema, 'meta': {}}
-    tensors, found = unwrap_state_dict(checkpoint, 'ema.pth', key='state_dict_ema')
+    tensors, found = unwrap_state_dict(checkpoint, 'ema.pth', checkpoint_key='state_dict_ema')
     assert found.startswith("{'state_dict_ema': ...}")
+    with pytest.warns(DeprecationWarning, match='checkpoint_key'):
+        assert unwrap_state_dict(checkpoint, 'ema.pth', key='state_dict_ema')[1] == found
     assert torch.equal(tensors['stem.0.weight'], ema['stem.0.weight'])
     assert torch.equal(unwrap_state_dict(checkpoint, 'ema.pth')[0]['stem.0.weight'], state['stem.0.weight'])
-    with pytest.raises(CheckpointError, match=r"ema.pth has no state dict under key 'model_ema'; its top-level "
-                                              r"keys: .*state_dict_ema"):
-        unwrap_state_dict(checkpoint, 'ema.pth', key='model_ema')
+    with pytest.raises(CheckpointError, match=r"ema.pth has no state dict under checkpoint_key='model_ema'; its "
+                                              r"top-level keys: .*state_dict_ema"):
+        unwrap_state_dict(checkpoint, 'ema.pth', checkpoint_key='model_ema')
+    with pytest.raises(CheckpointError, match=r"ema_only.pth contains no tensors.*pass checkpoint_key=<entry> "
+                                              r"\(one of state_dict_ema\).*checkpoint_key='state_dict_ema'"):
+        unwrap_state_dict({'state_dict_ema': ema, 'meta': {}}, 'ema_only.pth')

@@ -4,8 +4,20 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
-from mmcv.ops import DeformConv2d, RoIAlign, batched_nms, nms, roi_align, sigmoid_focal_loss
+from mmcv.ops import (
+    CARAFE,
+    DeformConv2d,
+    DeformConv2dPack,
+    ModulatedDeformConv2dPack,
+    PSAMask,
+    RoIAlign,
+    batched_nms,
+    nms,
+    roi_align,
+    sigmoid_focal_loss,
+)
 from mmcv.utils import ext_loader
 from mmdet.models.losses.focal_loss import py_sigmoid_focal_loss
 from mmengine.utils.dl_utils import mmcv_full_available
@@ -192,10 +204,108 @@ def test_unsupported_ops_raise_clear_errors():
     feats, rois = torch.randn(1, 2, 8, 8), torch.tensor([[0, 1., 1., 6., 6.]])
     with pytest.raises(MissingMmcvOpError, match="pool_mode='max'.*mmcv==2.1.0"):
         RoIAlign(2, 1.0, pool_mode='max')(feats, rois)
-    with pytest.raises(MissingMmcvOpError, match="'deform_conv_forward' needs compiled mmcv.*mmcv==2.1.0"):
-        DeformConv2d(2, 2, 3, padding=1)(feats, torch.zeros(1, 18, 8, 8))
+    with pytest.raises(MissingMmcvOpError, match="'carafe_forward' needs compiled mmcv.*mmcv==2.1.0"):
+        CARAFE(kernel_size=3, group_size=1, scale_factor=2)(feats, torch.rand(1, 9, 16, 16))
     ext = ext_loader.load_ext('_ext', ['softnms'])
-    with pytest.raises(RuntimeError, match="'softnms'.*provides nms, roi_align_backward, roi_align_forward"):
+    with pytest.raises(RuntimeError, match="'softnms'.*provides deform_conv_backward_input, .*, psamask_forward, "
+                                           "roi_align_backward, roi_align_forward"):
         ext.softnms(torch.zeros(1, 4), torch.zeros(1), torch.zeros(1, 5))
     with pytest.raises(AttributeError):
         ext.__file__  # noqa: B018  (dunder lookups keep Python's semantics)
+
+
+def reference_deform_conv(x, offset, weight, bias=None, mask=None, stride=1, padding=0, dilation=1, groups=1):
+    """Deformable conv written out with grid_sample: each tap samples the input bilinearly at its regular position
+    plus its ``(dy, dx)`` offset (zeros outside), scaled by the mask (DCNv2), then a grouped matmul."""
+    n, channels, height, width = x.shape
+    out_channels, _, kh, kw = weight.shape
+    _, offset_channels, out_h, out_w = offset.shape
+    dg = offset_channels // (2 * kh * kw)
+    off = offset.view(n, dg, kh * kw, 2, out_h, out_w)
+    base_y = (torch.arange(out_h, dtype=x.dtype) * stride - padding)[:, None]
+    base_x = (torch.arange(out_w, dtype=x.dtype) * stride - padding)[None, :]
+    cols = []
+    for k in range(kh * kw):
+        i, j = divmod(k, kw)
+        y = base_y + i * dilation + off[:, :, k, 0]  # (n, dg, out_h, out_w), pixels
+        xx = base_x + j * dilation + off[:, :, k, 1]
+        grid = torch.stack([2 * xx / (width - 1) - 1, 2 * y / (height - 1) - 1], dim=-1).flatten(0, 1)
+        sampled = F.grid_sample(x.reshape(n * dg, channels // dg, height, width), grid, mode='bilinear',
+                                padding_mode='zeros', align_corners=True)
+        if mask is not None:
+            sampled = sampled * mask.view(n, dg, kh * kw, out_h, out_w)[:, :, k].reshape(n * dg, 1, out_h, out_w)
+        cols.append(sampled.reshape(n, channels, out_h, out_w))
+    cols = torch.stack(cols, 2).view(n, groups, channels // groups, kh * kw, out_h, out_w)
+    out = torch.einsum('ngckhw,gock->ngohw', cols, weight.view(groups, out_channels // groups, -1, kh * kw))
+    out = out.reshape(n, out_channels, out_h, out_w)
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
+
+
+@pytest.mark.parametrize('modulated', [False, True], ids=['dcn', 'dcnv2'])
+def test_deform_conv_packs_forward_backward_match_reference(modulated):
+    """mmcv's DeformConv2dPack / ModulatedDeformConv2dPack (the DCN layers of mmseg/mmdet configs) on the stand-in:
+    output and every gradient equal the direct computation, strided, dilated, grouped, two deformable groups."""
+    torch.manual_seed(0)
+    cls = ModulatedDeformConv2dPack if modulated else DeformConv2dPack
+    layer = cls(4, 6, 3, stride=2, padding=2, dilation=2, groups=2, deform_groups=2).double()
+    torch.nn.init.normal_(layer.conv_offset.weight, std=0.3)  # mmcv zero-inits the offsets: make them matter
+    torch.nn.init.normal_(layer.conv_offset.bias, std=1.0)
+    x = torch.randn(2, 4, 9, 11, dtype=torch.float64, requires_grad=True)
+    out = layer(x)
+    offset_out = layer.conv_offset(x)
+    if modulated:
+        o1, o2, m = torch.chunk(offset_out, 3, dim=1)
+        expected = reference_deform_conv(x, torch.cat((o1, o2), 1), layer.weight, layer.bias, torch.sigmoid(m),
+                                         stride=2, padding=2, dilation=2, groups=2)
+    else:
+        expected = reference_deform_conv(x, offset_out, layer.weight, stride=2, padding=2, dilation=2, groups=2)
+    assert out.shape == (2, 6, 5, 6)
+    torch.testing.assert_close(out, expected)
+    grad = torch.randn_like(out)
+    params = [x, *layer.parameters()]
+    grads = torch.autograd.grad(out, params, grad)
+    expected_grads = torch.autograd.grad(expected, params, grad)
+    assert all(g.abs().sum() > 0 for g in grads)
+    for g, e in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(g, e)
+
+
+def test_deform_conv_zero_offset_is_a_conv_and_float32_runs():
+    torch.manual_seed(1)
+    layer = DeformConv2d(3, 5, 3, padding=1)
+    x = torch.randn(2, 3, 8, 7, requires_grad=True)
+    out = layer(x, torch.zeros(2, 18, 8, 7))
+    torch.testing.assert_close(out, F.conv2d(x, layer.weight, padding=1), rtol=1e-5, atol=1e-5)
+    out.sum().backward()
+    assert x.grad is not None and layer.weight.grad is not None
+    torch.testing.assert_close(x.grad, torch.autograd.grad(F.conv2d(x, layer.weight, padding=1).sum(), x)[0],
+                               rtol=1e-5, atol=1e-5)
+
+
+def reference_psamask(x, psa_type, h_mask, w_mask):
+    """mmcv's CPU psamask kernel, loop for loop."""
+    n, _, h_feature, w_feature = x.shape
+    half_h, half_w = (h_mask - 1) // 2, (w_mask - 1) // 2
+    out = torch.zeros(n, h_feature * w_feature, h_feature, w_feature, dtype=x.dtype)
+    for h in range(h_feature):
+        for w in range(w_feature):
+            for i in range(max(0, half_h - h), min(h_mask, h_feature + half_h - h)):
+                for j in range(max(0, half_w - w), min(w_mask, w_feature + half_w - w)):
+                    y, xx = i + h - half_h, j + w - half_w
+                    if psa_type == 'collect':
+                        out[:, y * w_feature + xx, h, w] = x[:, i * w_mask + j, h, w]
+                    else:
+                        out[:, h * w_feature + w, y, xx] = x[:, i * w_mask + j, h, w]
+    return out
+
+
+@pytest.mark.parametrize('psa_type', ['collect', 'distribute'])
+def test_psamask_matches_mmcv_kernel_and_gradcheck(psa_type):
+    """PSANet's PSAMask: a mask window larger than the map on one side, smaller on the other."""
+    torch.manual_seed(2)
+    x = torch.randn(2, 5 * 9, 4, 6, dtype=torch.float64, requires_grad=True)
+    module = PSAMask(psa_type, (5, 9))
+    out = module(x)
+    torch.testing.assert_close(out, reference_psamask(x.detach(), psa_type, 5, 9), rtol=0, atol=0)
+    assert (out != 0).any() and (out == 0).any()
+    assert torch.autograd.gradcheck(module, (x[:1, :, :3, :4].detach().clone().requires_grad_(),))

@@ -14,9 +14,9 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
+from synthetic_coco import SYNTHETIC_COCO_CLASSES, generate_synthetic_coco
 
 import mmext_startup
-from mmext.datasets.synthetic_coco import SYNTHETIC_COCO_CLASSES, generate_synthetic_coco
 
 SITE = Path(torch.__file__).parents[1]  # the environment's site-packages
 MMDET_TOOLS = SITE / 'mmdet' / '.mim' / 'tools'

@@ -1,6 +1,7 @@
 """mmext.compat.upstream: every private upstream name mmext relies on, called on the installed stack, so an
 upgrade that renames or removes one fails here, loudly, naming the accessor."""
 import os
+import sys
 
 import torch
 from mmengine.runner import Runner
@@ -55,3 +56,47 @@ def test_batch_norm_base_covers_every_batch_norm():
     base = batch_norm_base()
     assert all(issubclass(c, base) for c in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm))
     assert not issubclass(nn.LayerNorm, base)
+
+
+def test_cpu_has_answers_for_every_feature_precision_checks():
+    for feature in ('avx512_bf16', 'amx_tile', 'amx_fp16'):
+        assert upstream.cpu_has(feature) in (True, False)
+
+
+def test_add_registry_locations_imports_on_first_lookup(tmp_path, monkeypatch):
+    from mmengine.registry import Registry
+
+    (tmp_path / 'lazyreg_holder.py').write_text(
+        "from mmengine.registry import Registry\nLATE, EARLY = Registry('late'), Registry('early')\n")
+    for name in ('late', 'early'):
+        (tmp_path / f'lazyreg_{name}.py').write_text(
+            f'from lazyreg_holder import {name.upper()}\n@{name.upper()}.register_module()\nclass Thing:\n    pass\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import lazyreg_holder
+
+    lazyreg_holder.EARLY.import_from_location()  # has looked up already: a new location is imported at once
+    upstream.add_registry_locations(lazyreg_holder.LATE, ['lazyreg_late'])
+    upstream.add_registry_locations(lazyreg_holder.EARLY, ['lazyreg_early'])
+    assert 'lazyreg_early' in sys.modules
+    Registry('untouched').import_from_location()  # mmengine's shared default ``locations`` list was not changed
+    assert 'lazyreg_late' not in sys.modules
+    assert lazyreg_holder.LATE.get('Thing').__module__ == 'lazyreg_late'
+
+
+def test_triton_sum_combine_is_a_jitted_add():
+    import pytest
+    pytest.importorskip('triton')
+    combine = upstream.triton_sum_combine()
+    assert type(combine).__name__ in ('JITFunction', 'InterpretedFunction') and combine.fn(2, 3) == 5
+
+
+def test_checkpoint_loader_schemes_lists_every_prefix_routed_through_read_checkpoint():
+    schemes = upstream.checkpoint_loader_schemes()
+    assert {'', 'http://', 'https://', 'open-mmlab://', 'torchvision://', 'mmcls://', 'trusted://'} <= set(schemes)
+    assert all(getattr(loader, 'mmext_boundary', False) for loader in schemes.values())  # import mmext installs it
+
+
+def test_process_mmcls_checkpoint_renames_mmcls_keys():
+    weight = torch.zeros(1)
+    renamed = upstream.process_mmcls_checkpoint({'state_dict': {'backbone.conv.weight': weight, 'head.fc.w': weight}})
+    assert list(renamed['state_dict']) == ['conv.weight']

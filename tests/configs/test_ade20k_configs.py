@@ -1,7 +1,6 @@
 """The six ADE20K configs: recipe, a CPU train step, paper complexity, TTA, and mmseg's own train.py."""
 import math
 import os
-import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -16,84 +15,71 @@ from mmengine.runner import Runner
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
-from mmext.analysis.complexity import build_segmentor_for_analysis, segmentor_complexity
+from mmext.analysis.complexity import segmentor_complexity
 from mmext.apis import enable_tta
+from mmext.apis.builder import build_segmentor
 from mmext.engine.hooks import TRAINING_HOOKS
 from mmext.models.backbones.inceptionnext import InceptionNeXt
 from mmext.registry import DATASETS, HOOKS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = sorted((REPO_ROOT / 'configs').glob('*_inceptionnext_[tsb]_ade20k.py'))  # the paper's Tables 6 and 7
-CONFIG_IDS = [p.stem for p in CONFIGS]
-
-RELEASES = 'https://github.com/sail-sg/inceptionnext/releases/download/model/'
-# The paper's recipes: iterations, total batch (8 GPUs x per-GPU), lr, weight decay, drop path. UperNet (paper
-# Table 6, Swin's recipe): 160k iters, batch 16, AdamW lr 6e-5, wd 0.01, drop path T/S/B 0.2/0.3/0.4. Semantic FPN
-# (paper Table 7, PoolFormer's recipe): 40k iters, batch 32, AdamW lr 2e-4, wd 1e-4, drop path 0.1/0.2/0.2.
-UPERNET = dict(iters=160000, batch_per_gpu=2, lr=6e-5, weight_decay=0.01)
-FPN = dict(iters=40000, batch_per_gpu=4, lr=2e-4, weight_decay=1e-4)
-RECIPES = {
-    'upernet_inceptionnext_t_ade20k': dict(UPERNET, arch='tiny', drop_path=0.2, channels=(96, 192, 384, 768)),
-    'upernet_inceptionnext_s_ade20k': dict(UPERNET, arch='small', drop_path=0.3, channels=(96, 192, 384, 768)),
-    'upernet_inceptionnext_b_ade20k': dict(UPERNET, arch='base', drop_path=0.4, channels=(128, 256, 512, 1024)),
-    'fpn_inceptionnext_t_ade20k': dict(FPN, arch='tiny', drop_path=0.1, channels=(96, 192, 384, 768)),
-    'fpn_inceptionnext_s_ade20k': dict(FPN, arch='small', drop_path=0.2, channels=(96, 192, 384, 768)),
-    'fpn_inceptionnext_b_ade20k': dict(FPN, arch='base', drop_path=0.2, channels=(128, 256, 512, 1024)),
-}
-# Paper Table 6 (UperNet, MACs at 2048x512) and Table 7 (Semantic FPN, MACs at 512x512): params, MACs, (w, h).
-PAPER = {
-    'upernet_inceptionnext_t_ade20k': (56e6, 933e9, (2048, 512)),
-    'upernet_inceptionnext_s_ade20k': (78e6, 1020e9, (2048, 512)),
-    'upernet_inceptionnext_b_ade20k': (115e6, 1159e9, (2048, 512)),
-    'fpn_inceptionnext_t_ade20k': (28e6, 44e9, (512, 512)),
-    'fpn_inceptionnext_s_ade20k': (50e6, 65e9, (512, 512)),
-    'fpn_inceptionnext_b_ade20k': (85e6, 100e9, (512, 512)),
-}
+METHODS = ('UPerNet', 'Semantic FPN')  # paper Table 6, Table 7
 
 
-def test_configs_found():
-    assert CONFIG_IDS == sorted(RECIPES), f'configs/*_inceptionnext_[tsb]_ade20k.py gives {CONFIG_IDS}'
+def select_models(model: dict) -> bool:
+    """The paper's Tables 6 and 7: the configs with the paper's figures (see conftest.py)."""
+    return 'Paper Figures' in model and model['Metadata']['Training Data'] == 'ADE20K'
 
 
-@pytest.mark.parametrize('config', CONFIGS, ids=CONFIG_IDS)
-def test_config_recipe(config):
-    cfg = Config.fromfile(config)
-    recipe = RECIPES[config.stem]
+def test_paper_configs_are_the_six_of_tables_6_and_7(zoo_models):
+    paper = [m for m in zoo_models if select_models(m)]
+    assert sorted((m['Paper Figures']['Table'], m['In Collection'], m['Metadata']['Architecture'][0]) for m in paper) \
+        == [(6, 'UPerNet', f'InceptionNeXt-{s}') for s in 'BST'] + [(7, 'Semantic FPN', f'InceptionNeXt-{s}')
+                                                                    for s in 'BST']
+
+
+def test_config_recipe(zoo_model, zoo, load_config):
+    cfg = load_config(zoo_model['Config'])
+    meta = zoo_model['Metadata']
+    method = zoo_model['In Collection']
+    assert method in METHODS, f'{zoo_model["Name"]}: no recipe checks for {method!r}'
+    arch = zoo.backbone_arch(zoo_model)
+    channels = tuple(InceptionNeXt.arch_settings[arch]['dims'])
     backbone = cfg.model.backbone
     assert cfg.custom_imports == dict(imports=['mmext'], allow_failed_imports=False)
-    assert backbone.type == 'InceptionNeXt' and backbone.arch == recipe['arch']
+    assert backbone.type == 'InceptionNeXt' and backbone.arch == arch
     assert backbone.out_norm_cfg == dict(type='SyncBN', requires_grad=True)
-    assert backbone.drop_path_rate == recipe['drop_path']
-    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=f'{RELEASES}inceptionnext_{recipe["arch"]}.pth')
-    assert tuple(InceptionNeXt.arch_settings[recipe['arch']]['dims']) == recipe['channels']
-    if config.stem.startswith('upernet'):
+    assert backbone.drop_path_rate == meta['Drop Path']
+    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=meta['Pretrained'])
+    assert meta['Pretrained'] == f'https://github.com/sail-sg/inceptionnext/releases/download/model/inceptionnext_{arch}.pth'
+    if method == 'UPerNet':
         assert cfg.model.decode_head.type == 'UPerHead' and cfg.model.decode_head.channels == 512
-        assert list(cfg.model.decode_head.in_channels) == list(recipe['channels'])
+        assert list(cfg.model.decode_head.in_channels) == list(channels)
         assert cfg.model.auxiliary_head.type == 'FCNHead'
-        assert (cfg.model.auxiliary_head.in_channels, cfg.model.auxiliary_head.in_index) == (recipe['channels'][2], 2)
+        assert (cfg.model.auxiliary_head.in_channels, cfg.model.auxiliary_head.in_index) == (channels[2], 2)
         assert cfg.model.auxiliary_head.num_classes == 150
         warmup, poly = cfg.param_scheduler
         assert (warmup.type, warmup.end, poly.type, poly.power, poly.begin) == ('LinearLR', 1500, 'PolyLR', 1.0, 1500)
         assert cfg.optim_wrapper.optimizer.betas == (0.9, 0.999)
     else:
         assert cfg.model.neck.type == 'FPN' and cfg.model.neck.out_channels == 256
-        assert list(cfg.model.neck.in_channels) == list(recipe['channels'])
+        assert list(cfg.model.neck.in_channels) == list(channels)
         assert cfg.model.decode_head.type == 'FPNHead'
         (poly, ) = cfg.param_scheduler
         assert (poly.type, poly.power, poly.begin) == ('PolyLR', 0.9, 0)
     assert cfg.model.decode_head.num_classes == 150
     assert cfg.model.decode_head.norm_cfg.type == 'SyncBN'
-    assert poly.end == cfg.train_cfg.max_iters == recipe['iters']
-    assert cfg.train_dataloader.batch_size == recipe['batch_per_gpu']
-    assert cfg.optim_wrapper.optimizer.type == 'AdamW'
-    assert cfg.optim_wrapper.optimizer.lr == recipe['lr']
-    assert cfg.optim_wrapper.optimizer.weight_decay == recipe['weight_decay']
+    assert poly.end == cfg.train_cfg.max_iters == meta['Iterations']
+    assert cfg.train_dataloader.batch_size * meta['GPUs'] == meta['Batch Size']
+    assert cfg.optim_wrapper.optimizer.type == meta['Optimizer'] == 'AdamW'
+    assert cfg.optim_wrapper.optimizer.lr == meta['Learning Rate']
+    assert cfg.optim_wrapper.optimizer.weight_decay == meta['Weight Decay']
     assert 'constructor' not in cfg.optim_wrapper  # layer decay is opt-in
-    assert cfg.crop_size == (512, 512) and cfg.model.data_preprocessor.size == (512, 512)
+    assert list(cfg.crop_size) == meta['Crop Size'] and list(cfg.model.data_preprocessor.size) == meta['Crop Size']
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         assert cfg[loader].dataset.type == 'CheckedADE20KDataset'
     assert DATASETS.get('CheckedADE20KDataset') is not None
-    assert tuple(h.type for h in cfg.custom_hooks) == TRAINING_HOOKS  # from configs/_base_/mmext_runtime.py
+    assert cfg.runner_type == 'SafeRunner'  # configs/_base_/mmext_runtime.py: it adds the TRAINING_HOOKS
     assert all(HOOKS.get(name) is not None for name in TRAINING_HOOKS)
     # Multi-scale + flip as mmseg 0.x did for the paper: img_scale (2048, 512) x ratios 0.5..1.75, both flips.
     assert cfg.tta_model.type == 'SegTTAModel'
@@ -116,54 +102,64 @@ def _train_batch(num_images: int = 2, size: int = 64) -> dict:
     return dict(inputs=inputs, data_samples=samples)
 
 
-@pytest.mark.parametrize('config', CONFIGS, ids=CONFIG_IDS)
-def test_config_train_step(config):
+def test_config_train_step(zoo_model, load_config):
     """The config's model, SyncBN reverted, takes one step of its optim_wrapper (layer decay, AdamW) on a 64x64 batch.
 
     One block per stage for speed: the widths, heads and recipe are the config's own (full-size models are built in
     ``test_config_complexity_matches_paper``)."""
-    cfg = Config.fromfile(config)
+    cfg = load_config(zoo_model['Config'])
     cfg.model.data_preprocessor.size = (64, 64)
     arch = InceptionNeXt.arch_settings[cfg.model.backbone.arch]
     cfg.model.backbone.arch = dict(arch, depths=(1, 1, 1, 1))
-    model = build_segmentor_for_analysis(cfg).train()
+    model = build_segmentor(cfg, log_dropped=False).train()
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     seg_weight = model.decode_head.conv_seg.weight.detach().clone()
     stem_weight = model.backbone.stem[0].weight.detach().clone()
     log_vars = model.train_step(_train_batch(), optim_wrapper)
     assert math.isfinite(log_vars['loss'].item())
     assert 'decode.loss_ce' in log_vars
-    assert ('aux.loss_ce' in log_vars) == config.stem.startswith('upernet')
+    assert ('aux.loss_ce' in log_vars) == (zoo_model['In Collection'] == 'UPerNet')
     assert not torch.equal(model.decode_head.conv_seg.weight, seg_weight)
     assert not torch.equal(model.backbone.stem[0].weight, stem_weight)
 
 
-@pytest.mark.parametrize('config', CONFIGS, ids=CONFIG_IDS)
-def test_config_complexity_matches_paper(config):
-    """Params (whole segmentor) and MACs (inference path, scaled to the paper's input size) within 2% of the paper."""
-    params, macs, shape = PAPER[config.stem]
+def test_config_complexity_matches_paper(zoo_model, load_config):
+    """Params (whole segmentor) exactly the metafile's and within 2% of the paper; MACs (inference path, scaled to
+    the paper's input size) within 2% of the paper and 0.5% of the metafile's measured figure."""
+    meta, paper = zoo_model['Metadata'], zoo_model['Paper Figures']
+    height, width = paper['FLOPs Shape']
+    assert meta['FLOPs Shape'] == paper['FLOPs Shape']
     # Counted at half the width and height, times 4, for speed: the MACs scale with the pixel count, all but
     # UperNet's pyramid-pooling cells (1/2/3/6 a side). UperNet-T counted both ways: 933.82G and 4 x 233.47G = 933.88G.
-    result = segmentor_complexity(config, shape=(shape[0] // 2, shape[1] // 2))
+    result = segmentor_complexity(load_config(zoo_model['Config']), shape=(height // 2, width // 2))
     result['macs'] *= 4
-    assert result['params'] == pytest.approx(params, rel=0.02)
-    assert result['macs'] == pytest.approx(macs, rel=0.02)
+    assert result['params'] == meta['Parameters']
+    assert result['params'] == pytest.approx(paper['Parameters (M)'] * 1e6, rel=0.02)
+    assert result['macs'] == pytest.approx(paper['FLOPs (G)'] * 1e9, rel=0.02)
+    assert result['macs'] == pytest.approx(meta['FLOPs (G)'] * 1e9, rel=0.005)
 
 
-def test_get_flops_cli(capsys):
-    runpy_argv = ['get_flops.py', str(REPO_ROOT / 'configs' / 'fpn_inceptionnext_t_ade20k.py'), '--shape', '128', '64']
-    old_argv, sys.argv = sys.argv, runpy_argv
-    try:
-        runpy.run_path(str(REPO_ROOT / 'tools' / 'analysis' / 'get_flops.py'), run_name='__main__')
-    finally:
-        sys.argv = old_argv
+def test_get_flops_cli(load_tool, capsys):
+    """``--shape`` is HEIGHT WIDTH; the row shows the metafile's measured and paper figures; exit 0 when the
+    parameter count agrees with the metafile."""
+    get_flops = load_tool('tools/analysis/get_flops.py')
+    config = str(REPO_ROOT / 'configs' / 'fpn_inceptionnext_t_ade20k.py')
+    assert get_flops.main([config, '--shape', '64', '128']) == 0
     row = [line for line in capsys.readouterr().out.splitlines() if 'fpn_inceptionnext_t_ade20k' in line]
     assert len(row) == 1
     cells = [c.strip() for c in row[0].strip('|').split('|')]
-    assert cells[1] == '128x64' and cells[3] == '28M' and cells[5] == '44G at 512x512'
+    assert cells[1] == '64x128'  # height x width
     assert float(cells[2].rstrip('M')) == pytest.approx(28.4, abs=0.1)
     # 1/32 of the 512x512 pixels: convs scale with the pixel count.
-    assert float(cells[4].rstrip('G')) == pytest.approx(43.6 / 32, rel=0.05)
+    assert float(cells[3].rstrip('G')) == pytest.approx(43.6 / 32, rel=0.05)
+    assert cells[4] == '28.4M / 43.6G @512x512' and cells[5] == '28M / 44G @512x512'
+
+
+def test_get_flops_reports_a_count_that_differs_from_the_metafile(load_tool, capsys):
+    get_flops = load_tool('tools/analysis/get_flops.py')
+    config = str(REPO_ROOT / 'configs' / 'fpn_inceptionnext_t_ade20k.py')
+    assert get_flops.main([config, '--shape', '64', '64', '--cfg-options', 'model.decode_head.channels=64']) == 1
+    assert 'the metafile lists 28,350,318' in capsys.readouterr().err
 
 
 def test_tta_pipeline_runs(ade20k_samples, tmp_path):

@@ -8,32 +8,30 @@ import torch
 from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 from mmengine.config import Config
-from mmengine.runner import Runner
+from synthetic_coco import SYNTHETIC_COCO_CLASSES, generate_synthetic_coco
 
-from mmext.datasets.synthetic_coco import SYNTHETIC_COCO_CLASSES, generate_synthetic_coco
+from mmext.engine.runner import build_runner
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = sorted((REPO_ROOT / 'configs').glob('*_inceptionnext_*_coco.py'))
-# Backbone parameters without the classification head (timm's inception_next_* minus head.*), by variant letter.
-BACKBONE_PARAMS = {'t': 23_974_296, 's': 45_292_632, 'b': 80_444_192}
-# Whole detectors as built here (2-core CPU, init_cfg dropped): a pin against accidental config changes.
-DETECTOR_PARAMS = {
-    'retinanet_inceptionnext_t_coco': 34_915_084, 'retinanet_inceptionnext_s_coco': 56_233_420,
-    'retinanet_inceptionnext_b_coco': 92_090_388, 'mask-rcnn_inceptionnext_t_coco': 44_251_080,
-    'mask-rcnn_inceptionnext_s_coco': 65_569_416, 'mask-rcnn_inceptionnext_b_coco': 100_844_816,
-}
+# Backbone parameters without the classification head (timm's inception_next_* minus head.*), by arch.
+BACKBONE_PARAMS = {'tiny': 23_974_296, 'small': 45_292_632, 'base': 80_444_192}
+
+
+def select_models(model: dict) -> bool:
+    """The COCO configs of configs/metafile.yaml (see conftest.py); their Parameters pin the whole detector."""
+    return model['Metadata']['Training Data'] == 'COCO'
 TINY_ARCH = dict(depths=(1, 1, 1, 1), dims=(16, 32, 64, 128), mlp_ratios=(2, 2, 2, 2))
 IMAGE_SIZE = (160, 128)  # (width, height)
 
 
-def test_config_list_is_complete():
-    assert [c.stem for c in CONFIGS] == sorted(DETECTOR_PARAMS)
+def test_the_shipped_detectors_are_listed(zoo_models):
+    names = {m['Name'] for m in zoo_models if select_models(m)}
+    assert {f'{method}_inceptionnext_{size}_coco' for method in ('retinanet', 'mask-rcnn') for size in 'tsb'} <= names
 
 
-@pytest.mark.parametrize('config', CONFIGS, ids=lambda p: p.stem)
-def test_full_size_detector_params(config):
+def test_full_size_detector_params(zoo_model, zoo, load_config):
     register_all_modules()
-    cfg = Config.fromfile(config)
+    cfg = load_config(zoo_model['Config'])
     backbone_cfg = cfg.model.backbone
     assert backbone_cfg.init_cfg.checkpoint.startswith(
         'https://github.com/sail-sg/inceptionnext/releases/download/model/inceptionnext_')
@@ -42,9 +40,10 @@ def test_full_size_detector_params(config):
     model = MODELS.build(cfg.model)
     backbone = model.backbone
     out_norm_params = 2 * sum(backbone.channels)  # one BN (weight, bias) per returned stage
-    assert sum(p.numel() for p in backbone.parameters()) == BACKBONE_PARAMS[config.stem[-6]] + out_norm_params
+    arch = zoo.backbone_arch(zoo_model)
+    assert sum(p.numel() for p in backbone.parameters()) == BACKBONE_PARAMS[arch] + out_norm_params
     assert list(cfg.model.neck.in_channels) == list(backbone.channels)
-    assert sum(p.numel() for p in model.parameters()) == DETECTOR_PARAMS[config.stem]
+    assert sum(p.numel() for p in model.parameters()) == zoo_model['Metadata']['Parameters']
 
 
 def tiny_detector_cfg(config: Path, data_root: Path, work_dir: Path) -> Config:
@@ -114,7 +113,7 @@ def test_train_and_evaluate_with_runner(method, metrics, coco_root, tmp_path):
     cfg = tiny_detector_cfg(REPO_ROOT / 'configs' / f'{method}_inceptionnext_t_coco.py', coco_root, tmp_path)
     metric = cfg.val_evaluator.metric
     assert cfg.val_evaluator.type == 'CocoMetric' and ([metric] if isinstance(metric, str) else metric) == metrics
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)  # the configs' SafeRunner, as tools/train.py and mmdet's own train.py build it
     # Not distributed: the Runner turns the configs' SyncBN output norms into plain BN.
     assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in runner.model.modules())
     before = [p.detach().clone() for p in runner.model.backbone.parameters()]
@@ -138,12 +137,12 @@ def test_train_and_evaluate_with_runner(method, metrics, coco_root, tmp_path):
 
 
 @pytest.mark.parametrize('stem', ['retinanet_inceptionnext_t_coco', 'mask-rcnn_inceptionnext_t_coco'])
-def test_complexity_tool_counts_detectors(stem, tmp_path):
+def test_complexity_tool_counts_detectors(stem, zoo, load_config):
     """tools/analysis/get_flops.py handles mmdet configs, the two-stage tensor path included."""
     from mmext.analysis.complexity import segmentor_complexity
 
-    config = REPO_ROOT / 'configs' / f'{stem}.py'
-    result = segmentor_complexity(config, shape=(256, 192), cfg_options={'model.backbone.init_cfg': None})
-    assert result['params'] == DETECTOR_PARAMS[stem]
+    config = load_config(f'configs/{stem}.py')
+    result = segmentor_complexity(config, shape=(192, 256), cfg_options={'model.backbone.init_cfg': None})
+    assert result['params'] == zoo.find_model(stem)['Metadata']['Parameters']
     # at least the backbone (~3.9 GMACs at 256x192); Mask R-CNN adds its RoI heads on 1000 proposals (~70 G)
     assert 3e9 < result['macs'] < 1e11

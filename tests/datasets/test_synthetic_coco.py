@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from mmdet.datasets import CocoDataset
 from pycocotools.coco import COCO
-
-from mmext.datasets.synthetic_coco import CLASS_COLORS, SYNTHETIC_COCO_CLASSES, generate_synthetic_coco, render_image
+from synthetic_coco import CLASS_COLORS, SYNTHETIC_COCO_CLASSES, generate_synthetic_coco, render_image
 
 
 def test_generated_dataset_reads_back(tmp_path):

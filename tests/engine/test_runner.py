@@ -1,12 +1,14 @@
-"""mmext.engine.runner, the tools' shared prologue: CLI options, the config with them applied, the Runner built with
-mmext's weights-only checkpoint hook, on a real tiny segmentor config."""
+"""mmext.engine.runner, the tools' shared prologue: CLI options, the config with them applied (and checked), mmext's
+Runner with its safety hooks, on a real tiny segmentor config."""
 import argparse
 import os
+import re
 import time
 
 import pytest
 
-from mmext.engine.runner import add_runner_args, build_runner, default_work_dir, load_config
+from mmext.engine.hooks import TRAINING_HOOKS
+from mmext.engine.runner import SafeRunner, add_runner_args, build_runner, default_work_dir, load_config
 
 
 def _parse(argv, launcher=True):
@@ -40,13 +42,30 @@ def test_load_config_applies_options_and_the_work_dir_default(write_tiny_seg_con
     assert os.environ['LOCAL_RANK'] == '1'  # torch.distributed.launch's --local-rank; torchrun sets it itself
 
 
-def test_build_runner_adds_the_weights_only_hook(write_tiny_seg_config, ade20k_samples, tmp_path):
+def test_build_runner_is_the_safe_runner_with_every_safety_hook(write_tiny_seg_config, ade20k_samples, tmp_path):
     path = write_tiny_seg_config(tmp_path / 'tiny_cfg.py', ade20k_samples)
     cfg = load_config(_parse([str(path), '--work-dir', str(tmp_path / 'work')]))
+    cfg.pop('runner_type')  # a config without mmext's runtime base gets it too
     runner = build_runner(cfg)
-    assert runner.work_dir == str(tmp_path / 'work')
-    assert 'WeightsOnlyCheckpointHook' in [type(h).__name__ for h in runner.hooks]
+    assert type(runner) is SafeRunner and runner.work_dir == str(tmp_path / 'work')
+    names = [type(h).__name__ for h in runner.hooks]
+    assert all(name in names for name in TRAINING_HOOKS), names
     assert runner.model.backbone.channels == (16, 32, 64, 128)
+
+
+def test_cfg_options_of_the_wrong_type_name_the_key_value_and_fix(write_tiny_seg_config, ade20k_samples, tmp_path):
+    path = str(write_tiny_seg_config(tmp_path / 'tiny_cfg.py', ade20k_samples))
+    for option, message in [
+            ('train_cfg.max_iters=abc', 'train_cfg.max_iters takes an integer (the config has 2); write e.g. '
+                                        'train_cfg.max_iters=2'),
+            ('optim_wrapper.optimizer.lr=fast', 'takes a number (the config has 0.001)'),
+            ('randomness.deterministic=yes', 'takes True or False (the config has True)')]:
+        with pytest.raises(ValueError, match=rf'^--cfg-options {re.escape(option)}: .*{re.escape(message)}'):
+            load_config(_parse([path, '--cfg-options', option]))
+    assert load_config(_parse([path, '--cfg-options', 'model.backbone.arch=small'])).model.backbone.arch == 'small'
+    with pytest.raises(SystemExit) as exc:
+        _parse([path, '--cfg-options', 'train_cfg.max_iters'])
+    assert exc.value.code == 2
 
 
 def test_two_runs_of_one_config_in_the_same_second_keep_their_own_log_and_visualizer(

@@ -6,11 +6,6 @@ import torch
 from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS
 
-from mmext.datasets.synthetic_ade20k import (
-    chance_miou,
-    class_pixel_counts,
-)
-
 PIPELINE = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
@@ -49,5 +44,5 @@ def test_demo_trains_evaluates_and_draws(tmp_path, load_tool):
             assert data['inputs'].shape == (3, 192, 256)
             labels |= set(torch.unique(data['data_samples'].gt_sem_seg.data).tolist())
         assert labels <= set(range(150)) | {255} and len(labels - {255}) >= 3
-    counts = class_pixel_counts(work_dir / 'data' / 'ADEChallengeData2016' / 'annotations' / 'validation')
-    assert summary['chance'] == chance_miou(counts)
+    counts = demo.class_pixel_counts(work_dir / 'data' / 'ADEChallengeData2016' / 'annotations' / 'validation')
+    assert summary['chance'] == demo.chance_miou(counts)

@@ -15,6 +15,7 @@ from PIL import Image
 
 from mmext.apis import evaluate_segmentation, format_seg_results
 from mmext.evaluation import PerClassIoUMetric
+from mmext.fileio import OutputPathError
 
 IGNORE = 255
 
@@ -146,4 +147,24 @@ def test_eval_miou_tool_writes_both_modes(load_tool, write_tiny_seg_config, ade2
         assert 0 <= part['aAcc'] <= 100
         assert f'{mode} on 3 images: aAcc {part["aAcc"]:.2f}' in stdout
     assert report['single_scale'] != report['ms_flip']
-    assert f'results written to {out_json}' in stdout
+    assert f'results of all 150 classes written to {out_json}' in stdout
+    # one table: the means of each mode, a header, one row per class present, a count of the others; no Runner log
+    present = {row['class'] for part in (report['single_scale'], report['ms_flip']) for row in part['per_class']
+               if row['IoU'] is not None}
+    lines = stdout.splitlines()
+    assert len(lines) == 2 + 1 + len(present) + 2, stdout
+    assert lines[2].split() == ['class', 'IoU', 'single-scale', 'Acc', 'single-scale', 'IoU', 'ms+flip', 'Acc',
+                                'ms+flip']
+    assert 'mmengine - INFO' not in stdout
+
+
+def test_eval_miou_out_json_over_an_input_is_refused(load_tool, write_tiny_seg_config, ade20k_samples, tmp_path,
+                                                     monkeypatch):
+    cfg_path = write_tiny_seg_config(tmp_path / 'tiny.py', ade20k_samples, max_iters=None)
+    checkpoint = tmp_path / 'model.pth'
+    checkpoint.write_bytes(b'weights')
+    monkeypatch.setattr(sys, 'argv', ['eval_miou.py', str(cfg_path), str(checkpoint), '--out-json', str(checkpoint),
+                                      '--work-dir', str(tmp_path / 'work')])
+    with pytest.raises(OutputPathError, match='--out-json .*model.pth is the input CHECKPOINT'):
+        load_tool('tools/eval_miou.py').main()
+    assert checkpoint.read_bytes() == b'weights'

@@ -8,6 +8,8 @@ import onnx
 import onnxruntime
 import pytest
 
+from mmext.fileio import OutputPathError
+
 
 @pytest.fixture(scope='module')
 def export_tool(load_tool):
@@ -42,3 +44,23 @@ def test_export_refuses_shape_below_minimum(export_tool, repo_root, tmp_path):
         export_tool.main([str(repo_root / 'configs/fpn_inceptionnext_t_ade20k.py'), '--out',
                           str(tmp_path / 'x.onnx'), '--shape', '32', '32', '--cfg-options', 'model.backbone.arch=atto',
                           'model.neck.in_channels=[40,80,160,320]'])
+
+
+def test_out_over_the_checkpoint_is_refused(export_tool, repo_root, tmp_path):
+    """BAD 6: ``--out <the checkpoint>`` replaced the checkpoint with the graph."""
+    checkpoint = tmp_path / 'model.pth'
+    checkpoint.write_bytes(b'the only copy of the weights')
+    with pytest.raises(OutputPathError, match=f'--out {checkpoint} is the input CHECKPOINT'):
+        export_tool.main([str(repo_root / 'configs/fpn_inceptionnext_t_ade20k.py'), str(checkpoint), '--out',
+                          str(checkpoint)])
+    assert checkpoint.read_bytes() == b'the only copy of the weights'
+
+
+def test_failed_export_leaves_no_file(export_tool, repo_root, tmp_path):
+    out = tmp_path / 'x.onnx'
+    out.write_bytes(b'previous graph')
+    with pytest.raises(ValueError, match='64'):  # fails inside the export, after the temporary name is handed out
+        export_tool.main([str(repo_root / 'configs/fpn_inceptionnext_t_ade20k.py'), '--out', str(out), '--overwrite',
+                          '--shape', '32', '32', '--cfg-options', 'model.backbone.arch=atto',
+                          'model.neck.in_channels=[40,80,160,320]'])
+    assert out.read_bytes() == b'previous graph' and [p.name for p in tmp_path.iterdir()] == ['x.onnx']

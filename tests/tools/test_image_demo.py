@@ -7,6 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
+from mmext.datasets import BadSampleError
+from mmext.fileio import OutputPathError
+
 # A small model on the real config (random weights) and ADE20K's test scale shrunk 8x, to keep the test fast.
 SMALL = ['model.backbone.arch=atto', 'model.decode_head.in_channels=[40,80,160,320]', 'model.decode_head.channels=16',
          'model.auxiliary_head.in_channels=160', 'test_pipeline.1.scale=(256,64)']
@@ -59,13 +62,15 @@ def test_folder_reports_bad_files_and_goes_on(demo, config, ade20k_samples, tmp_
 
 
 def test_missing_or_corrupt_single_image_raises(demo, config, ade20k_samples, tmp_path):
+    out = str(tmp_path / 'out')
     with pytest.raises(FileNotFoundError, match='nothing_here.jpg'):
-        demo.main([str(tmp_path / 'nothing_here.jpg'), config, '--out-dir', str(tmp_path), '--cfg-options', *SMALL])
+        demo.main([str(tmp_path / 'nothing_here.jpg'), config, '--out-dir', out, '--cfg-options', *SMALL])
     corrupt = tmp_path / 'corrupt.png'
     shutil.copyfile(ade20k_samples / 'images' / 'validation' / 'ADE_val_00000001.jpg', corrupt)
     corrupt.write_bytes(corrupt.read_bytes()[:200])  # truncated
-    with pytest.raises(ValueError, match='corrupt.png'):
-        demo.main([str(corrupt), config, '--out-dir', str(tmp_path), '--cfg-options', *SMALL])
+    with pytest.raises(BadSampleError, match='corrupt.png'):
+        demo.main([str(corrupt), config, '--out-dir', out, '--cfg-options', *SMALL])
+    assert not (tmp_path / 'out' / 'corrupt.png').exists()
 
 
 @pytest.fixture
@@ -79,9 +84,38 @@ def test_out_dir_equal_to_the_input_folder_is_refused(demo, config, sample, tmp_
     cv2.imwrite(str(folder / 'rgba.png'), np.dstack([sample, np.full(sample.shape[:2], 128, np.uint8)]))
     cv2.imwrite(str(folder / 'b.jpg'), sample)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    with pytest.raises(ValueError, match=r'refusing to overwrite input image\(s\) .*rgba\.png'):
+    with pytest.raises(OutputPathError, match=f'--out-dir {folder} is the input FOLDER'):
         demo.main([str(folder), config, '--out-dir', str(folder), '--cfg-options', *SMALL])
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # untouched, nothing added
+
+
+def test_outputs_never_touch_inputs_or_foreign_files(demo, config, sample, tmp_path):
+    """BAD 6: ``IMG --out-dir <IMG's folder>`` overwrote ``<stem>.png`` (the image's mask); ``imgs/ --ann ann/
+    --out-dir ann/`` overwrote every ground-truth label. Both are refused before the model is built."""
+    imgs, ann = tmp_path / 'imgs', tmp_path / 'ann'
+    imgs.mkdir()
+    ann.mkdir()
+    cv2.imwrite(str(imgs / 'a.jpg'), sample)
+    cv2.imwrite(str(imgs / 'a.png'), np.zeros(sample.shape[:2], np.uint8))  # a mask beside its image
+    cv2.imwrite(str(ann / 'a.png'), np.ones(sample.shape[:2], np.uint8))
+    before = {p: p.read_bytes() for p in (imgs / 'a.jpg', imgs / 'a.png', ann / 'a.png')}
+    with pytest.raises(OutputPathError, match=f'--out-dir {imgs} contains the input IMAGE {imgs / "a.jpg"}'):
+        demo.main([str(imgs / 'a.jpg'), config, '--out-dir', str(imgs), '--cfg-options', *SMALL])
+    with pytest.raises(OutputPathError, match=f'--out-dir {ann} is the input --ann {ann}'):
+        demo.main([str(imgs), config, '--ann', str(ann), '--out-dir', str(ann), '--cfg-options', *SMALL])
+    with pytest.raises(OutputPathError, match='lies inside the input FOLDER'):
+        demo.main([str(imgs), config, '--out-dir', str(imgs / 'pred'), '--cfg-options', *SMALL])
+    # a picture over a file this run did not create: refused, unless --overwrite
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'a.png').write_bytes(b'somebody else')
+    with pytest.raises(OutputPathError, match=f'--out-dir {out / "a.png"} exists and this run did not create it'):
+        demo.main([str(imgs / 'a.jpg'), config, '--out-dir', str(out), '--cfg-options', *SMALL])
+    assert {p: p.read_bytes() for p in before} == before and (out / 'a.png').read_bytes() == b'somebody else'
+    assert demo.main([str(imgs / 'a.jpg'), config, '--out-dir', str(out), '--overwrite', '--cfg-options',
+                      *SMALL]) == 0
+    assert cv2.imread(str(out / 'a.png')).shape[0] == sample.shape[0]
+    assert sorted(p.name for p in out.iterdir()) == ['a.png']  # no temporary left behind
 
 
 def test_same_stems_kept_apart_count_printed_and_a_1x500_image_skipped(demo, config, sample, tmp_path, capsys):

@@ -4,6 +4,7 @@ import pytest
 import safetensors.torch
 import torch
 
+from mmext.checkpoint import check_checkpoint_fits
 from mmext.models import InceptionNeXt
 from mmext.models.backbones.inceptionnext_weights import load_backbone_checkpoint
 
@@ -26,7 +27,10 @@ def test_converts_timm_safetensors_to_a_strictly_loadable_mmengine_checkpoint(co
     src, state_dict = timm_atto_safetensors
     dst = tmp_path / 'out' / 'inceptionnext_atto_mmseg.pth'
     assert converter.main([str(src), str(dst)]) == 0  # arch inferred from the shapes
-    assert 'wrote' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert (f"wrote {dst}: 220 tensors of InceptionNeXt-atto (depths 2-2-6-2, dims 40..320); use it as "
+            f"model.backbone.init_cfg=dict(type='Pretrained', checkpoint='{dst}')") in out
+    assert [p.name for p in dst.parent.iterdir()] == [dst.name]  # no temporary left
 
     converted = torch.load(dst, map_location='cpu', weights_only=True)
     assert set(converted) == {'state_dict', 'meta'}
@@ -36,17 +40,26 @@ def test_converts_timm_safetensors_to_a_strictly_loadable_mmengine_checkpoint(co
     assert all(torch.equal(converted['state_dict'][k], v) for k, v in expected.items())
 
     model = InceptionNeXt('atto')
+    assert '  format: safetensors file, plain state dict\n' in load_backbone_checkpoint(model, src).summary()
+    assert 'safetensors file' not in load_backbone_checkpoint(model, dst).summary()  # a torch file
     assert load_backbone_checkpoint(model, dst).ok
     assert all(torch.equal(model.state_dict()[k], v) for k, v in expected.items())
 
 
-def test_prefix_writes_segmentor_keys(converter, timm_atto_safetensors, tmp_path):
+def test_prefix_writes_segmentor_keys(converter, timm_atto_safetensors, tmp_path, capsys):
     src, _ = timm_atto_safetensors
     dst = tmp_path / 'backbone_prefixed.pth'
     assert converter.main([str(src), str(dst), '--arch', 'atto', '--prefix', 'backbone.']) == 0
+    assert f"keys prefixed 'backbone.'; use it as load_from='{dst}' (the backbone" in capsys.readouterr().out
     keys = torch.load(dst, map_location='cpu', weights_only=True)['state_dict'].keys()
     assert keys and all(k.startswith('backbone.') for k in keys)
     assert load_backbone_checkpoint(InceptionNeXt('atto'), dst).prefix == 'backbone.'
+    # what the message promises (tests/tools/test_train_resume.py runs a whole load_from)
+    segmentor = torch.nn.Module()
+    segmentor.backbone, segmentor.decode_head = InceptionNeXt('atto'), torch.nn.Conv2d(320, 150, 1)
+    note = check_checkpoint_fits(segmentor, dst, resume=False)
+    assert 'holds backbone weights only: the backbone is loaded from it (strictly' in note
+    assert 'decode_head' in note and 'start from their initialisation' in note
 
 
 def test_wrong_arch_fails_without_writing(converter, timm_atto_safetensors, tmp_path, capsys):
@@ -70,5 +83,16 @@ def test_refuses_to_overwrite_its_source(converter, timm_atto_safetensors, tmp_p
         dst = tmp_path / 'link.safetensors'
         dst.symlink_to(src)
     assert converter.main([str(src), str(dst), '--arch', 'atto']) == 1
-    assert f'refusing to overwrite the source checkpoint {src}' in capsys.readouterr().err
+    assert f'DST {dst} is the input SRC {src}' in capsys.readouterr().err
     assert src.read_bytes() == before
+
+
+def test_refuses_to_replace_an_existing_file_without_overwrite(converter, timm_atto_safetensors, tmp_path, capsys):
+    src, _ = timm_atto_safetensors
+    dst = tmp_path / 'mine.pth'
+    dst.write_bytes(b'not ours')
+    assert converter.main([str(src), str(dst), '--arch', 'atto']) == 1
+    assert f'DST {dst} exists and this run did not create it' in capsys.readouterr().err
+    assert dst.read_bytes() == b'not ours'
+    assert converter.main([str(src), str(dst), '--arch', 'atto', '--overwrite']) == 0
+    assert torch.load(dst, weights_only=True)['meta']['arch'] == 'atto'

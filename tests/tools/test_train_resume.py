@@ -1,10 +1,11 @@
-"""tools/train.py's --resume / --auto-resume and the load_from check, run in-process on the tiny UperNet config."""
+"""tools/train.py's --resume / --auto-resume and the load_from check, run in-process on the tiny UperNet config,
+and one fast case of tools/analysis/kill_resume_probe.py."""
+import re
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from mmengine.runner import Runner
 
 from mmext.checkpoint import CheckpointError
 from mmext.models.backbones import InceptionNeXt
@@ -46,7 +47,7 @@ def test_auto_resume_logs_one_line_either_way(load_tool, write_tiny_seg_config, 
               '--cfg-options', 'train_cfg.max_iters=3')
     second = run_log(work_dir)
     assert second.count('Resume: ') == 1
-    assert f'Resume: resuming from {work_dir / "iter_2.pth"}.' in second
+    assert f'Resume: resuming from {work_dir / "iter_2.pth"}\n' in second
     assert 'Iter(train) [3/3]' in second and 'Iter(train) [1/3]' not in second  # continued, not restarted
 
 
@@ -64,21 +65,90 @@ def test_load_from_backbone_only_checkpoint_points_to_init_cfg(load_tool, write_
     assert not list((tmp_path / 'work').glob('*.pth'))
 
 
+def test_load_from_with_backbone_keys_only_loads_the_backbone(load_tool, write_tiny_seg_config, ade20k_samples,
+                                                              tiny_arch, tmp_path, monkeypatch):
+    """The converter's --prefix backbone. output is meant for load_from: the backbone loads strictly, the heads
+    start fresh, and the log says so."""
+    backbone = InceptionNeXt(arch=tiny_arch)
+    torch.save({'state_dict': {f'backbone.{k}': v + 1 if v.is_floating_point() else v
+                               for k, v in backbone.state_dict().items()}}, tmp_path / 'prefixed.pth')
+    cfg = write_tiny_seg_config(tmp_path / 'tiny.py', ade20k_samples, max_iters=1)
+    run_train(load_tool, monkeypatch, str(cfg), '--work-dir', str(tmp_path / 'work'),
+              '--cfg-options', f'load_from={tmp_path / "prefixed.pth"}')
+    log = run_log(tmp_path / 'work')
+    assert (f'load_from: {tmp_path / "prefixed.pth"} holds backbone weights only: the backbone is loaded from it '
+            f'(strictly, {len(backbone.state_dict())} tensors); auxiliary_head, decode_head, backbone.out_norms start '
+            'from their initialisation.') in log
+
+
+def test_lr_1e6_diverged_state_is_never_saved(load_tool, write_tiny_seg_config, ade20k_samples, tmp_path,
+                                             monkeypatch):
+    """BAD 4 as the probe found it: at iteration 2 the loss is finite (~1e12) while BN running_var is Inf."""
+    from mmext.engine.save import NonFiniteStateError
+    cfg = write_tiny_seg_config(tmp_path / 'tiny.py', ade20k_samples, max_iters=3, extra=(
+        "optim_wrapper['optimizer']['lr'] = 1e6\n"
+        "default_hooks['checkpoint'].update(interval=1, max_keep_ckpts=1)"))
+    work_dir = tmp_path / 'work'
+    with pytest.raises(NonFiniteStateError, match=r'Not saving .*iter_2\.pth: the training state holds NaN/Inf '
+                                                  r'values in \d+ tensor\(s\): .*running_var'):
+        run_train(load_tool, monkeypatch, str(cfg), '--work-dir', str(work_dir))
+    assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_1.pth']  # not rotated away
+    assert 'loss: nan' not in run_log(work_dir)
+
+
+def test_cli_errors_name_the_option_value_and_fix(load_tool, write_tiny_seg_config, ade20k_samples, tmp_path,
+                                                  monkeypatch, capsys):
+    cfg = str(write_tiny_seg_config(tmp_path / 'tiny.py', ade20k_samples))
+    with pytest.raises(SystemExit) as exc:
+        run_train(load_tool, monkeypatch, cfg, '--cfg-options', 'train_cfg.max_iters=abc')
+    assert str(exc.value.code) == ('error: --cfg-options train_cfg.max_iters=abc: train_cfg.max_iters takes an '
+                                   'integer (the config has 2); write e.g. train_cfg.max_iters=2')
+    with pytest.raises(SystemExit) as exc:
+        run_train(load_tool, monkeypatch, cfg, '--cfg-options', 'train_cfg.max_iters')
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().endswith("--cfg-options 'train_cfg.max_iters': expected KEY=VALUE, "
+                                                    'e.g. train_cfg.max_iters=<value> (train_cfg.max_iters=1000)')
+    (tmp_path / 'a_file').write_text('')
+    with pytest.raises(SystemExit) as exc:
+        run_train(load_tool, monkeypatch, cfg, '--work-dir', str(tmp_path / 'a_file'))
+    assert f'--work-dir {tmp_path / "a_file"} is a file, not a directory' in str(exc.value.code)
+
+
+def test_kill_resume_probe_one_sigterm_round(load_tool, write_tiny_seg_config, ade20k_samples, tmp_path, capsys,
+                                             monkeypatch):
+    """The loop lives in tools/analysis/kill_resume_probe.py; here one SIGTERM round in a subprocess (the real
+    signal), then the resume in-process."""
+    cfg = write_tiny_seg_config(tmp_path / 'tiny.py', ade20k_samples, max_iters=4,
+                                extra="default_hooks['checkpoint']['interval'] = 100")
+    work_dir = tmp_path / 'work'
+    code = load_tool('tools/analysis/kill_resume_probe.py').main(
+        [str(cfg), '--work-dir', str(work_dir), '--rounds', '1', '--signal', 'TERM', '--min-delay', '0',
+         '--max-delay', '0', '--no-final'])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    match = re.search(r'round 1: SIGTERM .* exit  143, .* resumable iteration (\d+)\n', out)
+    assert match and 1 <= int(match.group(1)) < 4, out  # saved mid-schedule (no periodic checkpoint before 100)
+    saved = int(match.group(1))
+    run_train(load_tool, monkeypatch, str(cfg), '--work-dir', str(work_dir), '--auto-resume')
+    log = run_log(work_dir)
+    assert f'Iter(train) [{saved + 1}/4]' in log and f'Iter(train) [{saved}/4]' not in log
+
+
 def test_test_run_does_not_read_the_checkpoint_in_resume_check(write_tiny_seg_config, ade20k_samples, tmp_path,
                                                                monkeypatch):
     """tools/test.py fit-checks its checkpoint; ResumeCheckHook must not read the file a second time there."""
     from mmengine.config import Config
 
-    from mmext.engine.hooks import ensure_training_hooks
-    from mmext.engine.hooks import safe_checkpoint_hook as hook_module
+    from mmext.checkpoint import state_dict
+    from mmext.engine.runner import build_runner
     cfg = Config.fromfile(str(write_tiny_seg_config(tmp_path / 'tiny.py', ade20k_samples)))
     cfg.work_dir = str(tmp_path / 'work')
     cfg.train_cfg.max_iters = 2
-    Runner.from_cfg(ensure_training_hooks(cfg)).train()
+    build_runner(cfg).train()
     reads = []
-    real = hook_module.read_checkpoint
-    monkeypatch.setattr(hook_module, 'read_checkpoint', lambda *a, **k: reads.append(a) or real(*a, **k))
+    real = state_dict.read_checkpoint
+    monkeypatch.setattr(state_dict, 'read_checkpoint', lambda *a, **k: reads.append(a) or real(*a, **k))
     cfg.load_from = str(tmp_path / 'work' / 'iter_2.pth')
     cfg.experiment_name = 'test_only'
-    Runner.from_cfg(cfg).test()
+    build_runner(cfg).test()
     assert reads == []

@@ -3,6 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
+from mmext.fileio import OutputPathError
+
 SIZE = (96, 64)  # width, height
 
 
@@ -67,3 +69,45 @@ def test_bad_inputs_are_named(load_tool, tmp_path):
         tool.open_frames(tmp_path / 'empty')
     with pytest.raises(SystemExit):
         tool.parse_args(['in.mp4', 'cfg.py', '--out', 'out.gif'])
+
+
+def write_avi(path, n: int) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'MJPG'), 12., SIZE)
+    for frame in frames(n):
+        writer.write(frame)
+    writer.release()
+
+
+def test_out_over_the_input_video_is_refused(load_tool, tmp_path):
+    """BAD 6: ``--out <input video>`` destroyed the input (and wrote 11 of 12 frames). Refused before any work."""
+    video = tmp_path / 'in.avi'
+    write_avi(video, 12)
+    before = video.read_bytes()
+    tool = load_tool('tools/demo/video_demo.py')
+    with pytest.raises(OutputPathError, match=f'--out {video} is the input INPUT {video}'):
+        tool.main([str(video), 'no_config_needed.py', '--out', str(video)])
+    (tmp_path / 'other.avi').write_bytes(b'somebody else')
+    with pytest.raises(OutputPathError, match='other.avi exists and this run did not create it'):
+        tool.main([str(video), 'no_config_needed.py', '--out', str(tmp_path / 'other.avi')])
+    assert video.read_bytes() == before
+
+
+def test_truncated_video_is_an_error_and_writes_nothing(load_tool, write_tiny_seg_config, ade20k_samples,
+                                                        tmp_path):
+    """A video that announces 12 frames and holds 6 wrote 6 frames with exit status 0."""
+    video = tmp_path / 'in.avi'
+    write_avi(video, 12)
+    video.write_bytes(video.read_bytes()[:len(video.read_bytes()) // 2])
+    capture = cv2.VideoCapture(str(video))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    capture.release()
+    readable = len(read_video(video)[0])
+    assert 0 < readable < 12
+    cfg = write_tiny_seg_config(tmp_path / 'tiny.py', ade20k_samples, max_iters=None)
+    tool = load_tool('tools/demo/video_demo.py')
+    with pytest.raises(ValueError, match=rf'announces 12 frames but only {readable} could be read .*nothing written '
+                                         rf'to .*out\.avi\. Pass --max-frames {readable}'):
+        tool.main([str(video), str(cfg), '--out', str(tmp_path / 'out.avi')])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['in.avi', 'tiny.py']  # no output, no temporary
+    summary = tool.main([str(video), str(cfg), '--out', str(tmp_path / 'out.avi'), '--max-frames', str(readable)])
+    assert summary['frames'] == readable and len(read_video(tmp_path / 'out.avi')[0]) == readable

@@ -2,7 +2,8 @@
 
     python tools/analysis/browse_dataset.py CONFIG --out-dir work_dirs/browse [-n 20] [--split train|val|test]
 
-Writes ``<image stem>_<index>.png`` per sample (mmseg's own browse_dataset.py crashes in OpenCV here).
+Writes ``<image stem>_<index>.png`` per sample (mmseg's own browse_dataset.py crashes in OpenCV here). An --out-dir
+that is, holds or lies inside the data, or holds files already (unless --overwrite), is refused first.
 """
 import argparse
 from pathlib import Path
@@ -13,6 +14,9 @@ from mmengine.registry import init_default_scope
 
 import mmext  # noqa: F401  (registers CheckedADE20KDataset and mmext's transforms)
 from mmext.analysis.browse import browse_samples
+from mmext.datasets.paths import dataset_inputs
+from mmext.fileio import atomic_path, check_outputs
+from mmext.quiet import quiet_upstream_warnings
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -22,11 +26,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('-n', '--num-samples', type=int, default=20, help='how many samples (from the first)')
     parser.add_argument('--split', choices=['train', 'val', 'test'], default='train', help='which dataloader')
     parser.add_argument('--opacity', type=float, default=0.5, help='weight of the label colours, 0..1')
+    parser.add_argument('--overwrite', action='store_true', help='let pictures replace files in --out-dir')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> list[Path]:
+    quiet_upstream_warnings()
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -34,17 +40,21 @@ def main(argv=None) -> list[Path]:
     loader = cfg.get(f'{args.split}_dataloader')
     if not loader:
         raise KeyError(f'{args.config} has no {args.split}_dataloader to browse')
+    out_dir = Path(args.out_dir)
+    existing = [p for p in out_dir.iterdir() if p.is_file()] if out_dir.is_dir() else []
+    check_outputs({'--out-dir': [out_dir, *existing]},
+                  {'CONFIG': args.config, f'{args.split} data': dataset_inputs(loader.dataset)},
+                  allow_existing=args.overwrite)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     from mmseg.registry import DATASETS
 
     dataset = DATASETS.build(loader.dataset)
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, picture in browse_samples(dataset, args.num_samples, args.opacity):
         path = out_dir / f'{name}.png'
-        if not cv2.imwrite(str(path), picture):
-            raise OSError(f'could not write {path}')
+        with atomic_path(path) as temporary:
+            if not cv2.imwrite(str(temporary), picture):
+                raise OSError(f'could not write {path}')
         written.append(path)
     print(f'wrote {len(written)} pictures of the {args.split} pipeline ({len(dataset)} samples in all) to {out_dir}')
     return written

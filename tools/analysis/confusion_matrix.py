@@ -19,6 +19,9 @@ from mmext.analysis.confusion_matrix import (
     plot_confusion,
     save_confusion,
 )
+from mmext.datasets.paths import dataset_inputs
+from mmext.fileio import check_outputs
+from mmext.quiet import quiet_upstream_warnings
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -26,6 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('config', help='config whose test_dataloader.dataset holds the ground truth')
     parser.add_argument('prediction_dir', help='prediction PNGs written by tools/test.py --out DIR')
     parser.add_argument('--out-dir', default=None, help='where to write (default: PREDICTION_DIR/../confusion)')
+    parser.add_argument('--overwrite', action='store_true', help='replace confusion_matrix.* files in --out-dir')
     parser.add_argument('--top-k', type=int, default=10, help='most confused pairs to print')
     parser.add_argument('--max-classes', type=int, default=30, help='classes in the picture (most pixels first)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
@@ -33,6 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict:
+    quiet_upstream_warnings()
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -40,10 +45,14 @@ def main(argv=None) -> dict:
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     from mmseg.registry import DATASETS
 
+    out_dir = Path(args.out_dir) if args.out_dir else Path(args.prediction_dir).resolve().parent / 'confusion'
+    check_outputs({'--out-dir': [out_dir, *(out_dir / f'confusion_matrix.{s}' for s in ('npy', 'csv', 'png'))]},
+                  {'CONFIG': args.config, 'PREDICTION_DIR': args.prediction_dir,
+                   'test data': dataset_inputs(cfg.test_dataloader.dataset)},
+                  allow_existing=args.overwrite or args.out_dir is None)  # the default is this tool's own folder
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
     names = list(dataset.metainfo['classes'])
     matrix = confusion_from_prediction_dir(dataset, args.prediction_dir)
-    out_dir = Path(args.out_dir) if args.out_dir else Path(args.prediction_dir).resolve().parent / 'confusion'
     paths = save_confusion(matrix, names, out_dir)
     paths['png'] = out_dir / 'confusion_matrix.png'
     shown = plot_confusion(matrix, names, paths['png'], args.max_classes)

@@ -6,7 +6,7 @@
 Each measurement runs in a fresh subprocess (``ru_maxrss`` only grows), which prints the peak resident memory
 before and after the label map and the wall time. ``smooth`` logits are class regions (random 16x16 logits
 upsampled to the logit size, as a network's look); ``noise`` is i.i.d. N(0, 1) per pixel, the worst case for
-:func:`mmext.apis.inference.label_map_from_logits` (every source cell is a class boundary).
+:func:`mmext.models.segmentors.label_map_from_logits` (every source cell is a class boundary).
 """
 import argparse
 import json
@@ -22,7 +22,7 @@ def measure(method: str, size: tuple[int, int], logits_kind: str, classes: int, 
     import torch
     import torch.nn.functional as F
 
-    from mmext.apis.inference import label_map_from_logits
+    from mmext.models.segmentors import label_map_from_logits
 
     torch.manual_seed(0)
     if logits_kind == 'smooth':

@@ -8,6 +8,9 @@ The graph takes a ``(1, 3, H, W)`` float32 BGR 0..255 image (normalisation insid
 PyTorch on each ``--check`` image at its own size (default: a random image of the export shape and one of
 another size) and prints the max abs logit difference and the argmax agreement; it exits 1 below 99.9%. An image
 that cannot be checked (unreadable, too small) is reported by name and the others are still checked (exit 1).
+
+Before the model is built, an --out that is an input (config, checkpoint, --check image) or an existing file
+(unless --overwrite) is refused; the graph is written under a temporary name and renamed when complete.
 """
 import argparse
 import sys
@@ -20,6 +23,8 @@ from mmengine.config import DictAction
 
 from mmext.apis import check_onnx_parity, export_onnx, init_segmentor
 from mmext.apis.onnx import DEFAULT_OPSET
+from mmext.fileio import atomic_path, check_outputs
+from mmext.quiet import quiet_upstream_warnings
 
 MIN_AGREEMENT = 0.999
 
@@ -30,6 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('checkpoint', nargs='?', default=None,
                         help='segmentor checkpoint (or backbone-only weights); omitted: random weights')
     parser.add_argument('--out', required=True, help='output .onnx file')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing --out file')
     parser.add_argument('--shape', type=int, nargs=2, default=(512, 512), metavar=('H', 'W'),
                         help='example input size for tracing (the graph accepts any size >= 64)')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET, help='ONNX opset version')
@@ -42,9 +48,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    quiet_upstream_warnings()
     args = parse_args(argv)
+    check_outputs({'--out': args.out}, {'CONFIG': args.config, 'CHECKPOINT': args.checkpoint, '--check': args.check},
+                  allow_existing=args.overwrite)
     model = init_segmentor(args.config, args.checkpoint, device='cpu', cfg_options=args.cfg_options)
-    out = export_onnx(model, args.out, shape=tuple(args.shape), opset=args.opset, deploy=args.deploy)
+    with atomic_path(args.out) as temporary:
+        export_onnx(model, temporary, shape=tuple(args.shape), opset=args.opset, deploy=args.deploy)
+    out = args.out
     print(f'wrote {out} (opset {args.opset}; torch {torch.__version__}, onnx {onnx.__version__}, '
           f'onnxruntime {onnxruntime.__version__})')
     if args.check:

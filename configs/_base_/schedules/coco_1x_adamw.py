@@ -6,7 +6,7 @@ _base_ = 'mmdet::_base_/schedules/schedule_1x.py'
 # 1-D parameters (norms, biases, layer scale), as ConvNeXt's constructor. fp32; add `--amp` to train.py for AMP.
 optim_wrapper = dict(
     type='OptimWrapper',
-    constructor='InceptionNeXtLayerDecayOptimizerConstructor',
+    constructor='LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(decay_rate=0.95, decay_type='stage_wise'),
     optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, betas=(0.9, 0.999), weight_decay=0.05))
 # Warm-up of mmdet's AdamW configs (1000 iterations), then schedule_1x's steps at epochs 8 and 11.

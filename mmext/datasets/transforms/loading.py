@@ -7,33 +7,38 @@ alongside it, and a 16-bit annotation is silently wrapped to 8 bits.
 """
 from __future__ import annotations
 
-import mmcv
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
-from mmengine import fileio
 from mmseg.datasets.transforms import LoadAnnotations
 
 from mmext.registry import TRANSFORMS
 
-
-class BadSampleError(ValueError):
-    """A dataset sample (image or annotation file) that cannot be used; the message names the file."""
+from ..decoding import BadSampleError, check_label_values, decode_image, decode_label, read_bytes, reduce_zero_label
 
 
 @TRANSFORMS.register_module()
 class CheckedLoadImageFromFile(LoadImageFromFile):
-    """:class:`mmcv.transforms.LoadImageFromFile` that names the image file when it cannot be read or decoded.
+    """:class:`mmcv.transforms.LoadImageFromFile` that names the image file when it cannot be read or decoded,
+    and refuses a truncated or oversized one (:func:`mmext.datasets.decoding.decode_image`).
 
     Grayscale images load as 3-channel images with the default ``color_type='color'``.
     """
 
     def transform(self, results: dict) -> dict | None:
+        path = results['img_path']
         try:
-            return super().transform(results)
-        except AssertionError as err:  # mmcv asserts that the decoder returned an image
-            raise BadSampleError(f'cannot decode image {results["img_path"]} (not an image, or corrupt)') from err
-        except Exception as err:  # missing file, cv2.error, PIL errors, ...
-            raise BadSampleError(f'cannot read image {results["img_path"]}: {err}') from err
+            content = read_bytes(path, self.backend_args, 'image')
+            img = decode_image(content, path, self.color_type, self.imdecode_backend)
+        except BadSampleError:
+            if self.ignore_empty:
+                return None
+            raise
+        if self.to_float32:
+            img = img.astype(np.float32)
+        results['img'] = img
+        results['img_shape'] = img.shape[:2]
+        results['ori_shape'] = img.shape[:2]
+        return results
 
 
 @TRANSFORMS.register_module()
@@ -58,33 +63,17 @@ class CheckedLoadAnnotations(LoadAnnotations):
 
     def _load_seg_map(self, results: dict) -> None:
         path = results['seg_map_path']
-        try:
-            seg = mmcv.imfrombytes(fileio.get(path, backend_args=self.backend_args), flag='unchanged',
-                                   backend=self.imdecode_backend)
-        except Exception as err:
-            raise BadSampleError(f'cannot read annotation {path}: {err}') from err
-        if seg is None:
-            raise BadSampleError(f'cannot decode annotation {path}')
-        if seg.ndim == 3 and seg.shape[2] == 1:
-            seg = seg[..., 0]
-        if seg.ndim != 2:
-            raise BadSampleError(f'annotation {path} has shape {seg.shape}; expected a single-channel map of class '
-                                 'indices (grayscale or palette PNG)')
+        seg = decode_label(read_bytes(path, self.backend_args, 'annotation'), path, self.imdecode_backend)
         img_shape = results.get('ori_shape')
         if img_shape is not None and tuple(seg.shape) != tuple(img_shape[:2]):
             raise BadSampleError(f'image {results.get("img_path")} is {tuple(img_shape[:2])} (height, width) but its '
                                  f'annotation {path} is {tuple(seg.shape)}')
-
-        reduce_zero_label = results.get('reduce_zero_label', False)
-        if self.reduce_zero_label is not None and self.reduce_zero_label != reduce_zero_label:
+        reduce = results.get('reduce_zero_label', False)
+        if self.reduce_zero_label is not None and self.reduce_zero_label != reduce:
             raise ValueError(f'{type(self).__name__}(reduce_zero_label={self.reduce_zero_label}) disagrees with the '
-                             f'dataset (reduce_zero_label={reduce_zero_label})')
-        self._check_values(seg, path, reduce_zero_label)
-
-        gt = seg.astype(np.uint8)
-        if reduce_zero_label:
-            gt = gt - np.uint8(1)  # 0 wraps to 255 (ignore); classes 1..N become 0..N-1
-            gt[gt == 254] = 255  # a raw 255 stays "ignore"
+                             f'dataset (reduce_zero_label={reduce})')
+        check_label_values(seg, path, self.num_classes, reduce, self.ignore_index)
+        gt = reduce_zero_label(seg) if reduce else seg.astype(np.uint8)
         label_map = results.get('label_map')
         if label_map:
             original = gt.copy()
@@ -92,18 +81,6 @@ class CheckedLoadAnnotations(LoadAnnotations):
                 gt[original == old_id] = new_id
         results['gt_seg_map'] = gt
         results['seg_fields'].append('gt_seg_map')
-
-    def _check_values(self, seg: np.ndarray, path: str, reduce_zero_label: bool) -> None:
-        if self.num_classes is None:
-            highest = 255  # all that mmseg's uint8 maps can hold
-        else:
-            highest = self.num_classes if reduce_zero_label else self.num_classes - 1
-        bad = (seg > highest) & (seg != self.ignore_index)
-        if bad.any():
-            values = np.unique(seg[bad]).tolist()
-            shown = ', '.join(str(v) for v in values[:5]) + (', ...' if len(values) > 5 else '')
-            raise BadSampleError(f'annotation {path} holds class value(s) {shown} in {int(bad.sum())} pixel(s); '
-                                 f'allowed are 0..{highest} and {self.ignore_index} (ignore)')
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(num_classes={self.num_classes}, ignore_index={self.ignore_index}, '

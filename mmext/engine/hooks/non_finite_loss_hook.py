@@ -4,26 +4,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-import torch.distributed as torch_dist
-from mmengine.dist import get_world_size
 from mmengine.hooks import Hook
 
+from mmext.engine.dist import any_rank
 from mmext.registry import HOOKS
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or Inf."""
-
-
-def any_rank(flag: bool) -> bool:
-    """``flag`` OR-ed over all ranks (one scalar ``all_reduce``); ``flag`` itself when not distributed."""
-    if get_world_size() == 1 or not torch_dist.is_initialized():
-        return flag
-    backend = torch_dist.get_backend()
-    device = torch.device('cuda', torch.cuda.current_device()) if backend == 'nccl' else torch.device('cpu')
-    value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
-    torch_dist.all_reduce(value, op=torch_dist.ReduceOp.MAX)
-    return bool(value.item())
 
 
 @HOOKS.register_module()

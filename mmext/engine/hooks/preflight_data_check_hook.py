@@ -13,25 +13,24 @@ from mmext.registry import HOOKS
 
 @HOOKS.register_module()
 class PreflightDataCheckHook(Hook):
-    """Before training starts, check every image and annotation of the train and val datasets.
+    """Before training starts, decode and check every image and annotation of the train and val datasets with
+    the loaders' own rules (:mod:`mmext.datasets.preflight`).
 
     All bad files of a split are listed in one :class:`~mmext.datasets.preflight.PreflightError`. Under DDP rank
     0 scans and broadcasts the outcome, so every rank raises together and the files are read once.
 
     Args:
-        full_decode: Decode every file and check annotation values (slower); by default only headers are read.
-        workers: Threads for the scan (default ``min(32, 4 * CPUs)``).
+        workers: Threads for the scan (default: one per CPU).
         splits: Which of ``'train'`` and ``'val'`` to check.
     """
 
     priority = 'VERY_HIGH'
 
-    def __init__(self, full_decode: bool = False, workers: int | None = None,
+    def __init__(self, workers: int | None = None,
                  splits: tuple[str, ...] = ('train', 'val')) -> None:
         unknown = set(splits) - {'train', 'val'}
         if unknown:
             raise ValueError(f'PreflightDataCheckHook splits must be "train" and/or "val", got {sorted(unknown)}')
-        self.full_decode = full_decode
         self.workers = workers
         self.splits = tuple(splits)
 
@@ -58,11 +57,11 @@ class PreflightDataCheckHook(Hook):
                 dataset = dataloader.dataset
             start = time.perf_counter()
             try:
-                report = check_dataset(dataset, f'{split} split', self.full_decode, self.workers)
+                report = check_dataset(dataset, f'{split} split', self.workers)
             except PreflightError as e:
                 errors.append(str(e))
                 continue
-            print_log(f'Preflight: {report.checked} {split} samples checked '
-                      f'({"full decode" if self.full_decode else "headers"}) in {time.perf_counter() - start:.1f} s',
+            print_log(f'Preflight: {report.checked} {split} samples decoded and checked in '
+                      f'{time.perf_counter() - start:.1f} s',
                       logger='current')
         return '\n'.join(errors) or None

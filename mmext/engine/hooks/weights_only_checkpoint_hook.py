@@ -10,18 +10,10 @@ Runner's unmodified ``resume`` / ``load_checkpoint`` load every file with ``weig
 from __future__ import annotations
 
 import os.path as osp
-from collections.abc import Mapping, MutableMapping
 
 from mmengine.hooks import Hook
-from mmengine.runner.checkpoint import CheckpointLoader
 
-from mmext.checkpoint import (
-    TRUSTED_PREFIX,
-    check_weights_only_loadable,
-    from_weights_only,
-    load_trusted_checkpoint,
-    to_weights_only,
-)
+from mmext.checkpoint import check_weights_only_loadable, from_weights_only, to_weights_only
 from mmext.compat.upstream import runner_checkpoint_request
 from mmext.registry import HOOKS
 
@@ -42,7 +34,7 @@ class WeightsOnlyCheckpointHook(Hook):
       :func:`~mmext.checkpoint.upgrade_training_checkpoint`) instead of torch's advice to drop
       ``weights_only``.
 
-    Add it with ``custom_hooks = [dict(type='WeightsOnlyCheckpointHook')]`` or :func:`ensure_weights_only_hook`.
+    One of :data:`~mmext.engine.hooks.TRAINING_HOOKS`: mmext's Runner adds it.
     """
 
     priority = 'LOWEST'
@@ -73,38 +65,3 @@ def _checkpoint_to_load(runner) -> str | None:
         with open(last) as f:
             return f.read().strip() or None
     return load_from
-
-
-def ensure_weights_only_hook(cfg: MutableMapping) -> MutableMapping:
-    """Append ``dict(type='WeightsOnlyCheckpointHook')`` to ``cfg.custom_hooks`` unless it is there already.
-
-    Works on an mmengine ``Config`` or a plain dict; the caller's ``custom_hooks`` list is replaced by a new one,
-    not mutated. Returns ``cfg``.
-    """
-    hooks = list(cfg.get('custom_hooks') or [])
-    if not any(_is_weights_only_hook(hook) for hook in hooks):
-        cfg['custom_hooks'] = hooks + [dict(type='WeightsOnlyCheckpointHook')]
-    return cfg
-
-
-def _is_weights_only_hook(hook) -> bool:
-    if isinstance(hook, WeightsOnlyCheckpointHook):
-        return True
-    hook_type = hook.get('type') if isinstance(hook, Mapping) else None
-    return hook_type is WeightsOnlyCheckpointHook or (
-        isinstance(hook_type, str) and hook_type.rsplit('.', 1)[-1] == 'WeightsOnlyCheckpointHook')
-
-
-def load_from_trusted(filename: str, map_location=None):
-    """mmengine ``CheckpointLoader`` scheme for ``trusted://<local path>``: the user's own file, unpickled in full.
-
-    Registered on import, so ``--resume trusted://...``, ``load_from='trusted://...'`` and mmengine's
-    ``Pretrained`` init accept the prefix with no other change.
-    """
-    return load_trusted_checkpoint(filename[len(TRUSTED_PREFIX):], map_location)
-
-
-try:
-    CheckpointLoader.register_scheme(prefixes=TRUSTED_PREFIX, loader=load_from_trusted)
-except KeyError:  # already registered (module imported twice under another name)
-    pass

@@ -1,3 +1,6 @@
-from .layer_decay_optim_wrapper_constructor import InceptionNeXtLayerDecayOptimizerConstructor
+from .layer_decay_optim_wrapper_constructor import (
+    InceptionNeXtLayerDecayOptimizerConstructor,
+    LayerDecayOptimWrapperConstructor,
+)
 
-__all__ = ['InceptionNeXtLayerDecayOptimizerConstructor']
+__all__ = ['InceptionNeXtLayerDecayOptimizerConstructor', 'LayerDecayOptimWrapperConstructor']

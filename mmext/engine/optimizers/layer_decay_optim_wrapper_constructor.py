@@ -1,12 +1,13 @@
-"""Layer-wise learning-rate decay for segmentors and detectors with an InceptionNeXt backbone.
+"""Layer-wise learning-rate decay for segmentors and detectors whose backbone reports its layer depths.
 
 mmseg's ``LearningRateDecayOptimizerConstructor`` only accepts backbones whose class name contains "ConvNeXt" and
 parses ConvNeXt's parameter names. This constructor asks the backbone instead: any backbone with
-``get_layer_depth(param_name, prefix)`` (InceptionNeXt, mmpretrain's ConvNeXt, ...) works.
+``get_layer_depth(param_name, prefix)`` (InceptionNeXt, its isotropic form, mmpretrain's ConvNeXt, ...) works.
 """
 from __future__ import annotations
 
 import json
+import warnings
 
 import torch.nn as nn
 from mmengine.dist import get_dist_info
@@ -17,25 +18,28 @@ from mmext.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
-class InceptionNeXtLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
+class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """Scale each parameter's learning rate by ``decay_rate ** (num_layers - 1 - layer_id)``.
 
-    ``layer_id`` and ``num_layers`` come from ``model.backbone.get_layer_depth(name, prefix='backbone.')``. For
-    InceptionNeXt that is stage-wise: the stem is layer 0, stage ``i`` layer ``i + 1`` and everything outside the
-    backbone (neck, heads) the last layer, ``num_stages + 1``, which keeps the base learning rate.
+    ``layer_id`` and ``num_layers`` come from ``model.backbone.get_layer_depth(name, prefix='backbone.')``; the
+    backbone's ``layer_decay_type`` says what one layer is. InceptionNeXt is ``'stage_wise'``: the stem is layer 0,
+    stage ``i`` layer ``i + 1`` and everything outside the backbone (neck, heads) the last layer,
+    ``num_stages + 1``, which keeps the base learning rate. InceptionNeXtIsotropic is ``'layer_wise'``: one layer
+    per block (ViT / BEiT style).
 
     One-dimensional parameters (norm weights and biases, conv biases, the layer scale ``gamma``) get weight decay
     ``weight_decay * flat_decay_mult``, no weight decay by default, as mmseg's ConvNeXt constructor does.
 
     ``paramwise_cfg`` keys:
         decay_rate (float): Learning-rate factor per layer, in ``(0, 1]``. Required.
-        decay_type (str): ``'stage_wise'``, the depth the backbone reports. Defaults to ``'stage_wise'``.
+        decay_type (str): ``'stage_wise'`` or ``'layer_wise'``; it must be the backbone's ``layer_decay_type``
+            (checked when the optimizer is built). Defaults to the backbone's.
         flat_decay_mult (float): Weight-decay multiplier of 1-D parameters. Defaults to ``0.``.
 
     Each parameter group carries ``lr_scale``, ``group_name`` and ``param_names`` for inspection.
     """
 
-    decay_types = ('stage_wise', )
+    decay_types = ('stage_wise', 'layer_wise')
     allowed_keys = ('decay_rate', 'decay_type', 'flat_decay_mult')
 
     def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: dict | None = None) -> None:
@@ -50,8 +54,8 @@ class InceptionNeXtLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor
         decay_rate = paramwise_cfg['decay_rate']
         if not isinstance(decay_rate, (int, float)) or not 0 < decay_rate <= 1:
             raise ValueError(f'{type(self).__name__}: paramwise_cfg.decay_rate must be in (0, 1], got {decay_rate!r}')
-        decay_type = paramwise_cfg.setdefault('decay_type', 'stage_wise')
-        if decay_type not in self.decay_types:
+        decay_type = paramwise_cfg.get('decay_type')
+        if decay_type is not None and decay_type not in self.decay_types:
             raise ValueError(f'{type(self).__name__}: paramwise_cfg.decay_type={decay_type!r} is not supported; '
                              f'choose from {list(self.decay_types)} (the depth the backbone reports)')
         paramwise_cfg.setdefault('flat_decay_mult', 0.)
@@ -68,6 +72,12 @@ class InceptionNeXtLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor
             raise TypeError(f'{type(self).__name__} needs model.backbone.get_layer_depth(name, prefix); '
                             f'{type(module).__name__} has {found} without it. Use a backbone that reports layer '
                             'depths (e.g. InceptionNeXt) or the default constructor.')
+        reported = getattr(backbone, 'layer_decay_type', None)
+        decay_type = self.paramwise_cfg.get('decay_type')
+        if decay_type is not None and reported is not None and decay_type != reported:
+            raise ValueError(f"{type(self).__name__}: paramwise_cfg.decay_type={decay_type!r}, but "
+                             f"{type(backbone).__name__}.get_layer_depth reports {reported!r} depths; set "
+                             f"decay_type={reported!r} or leave it out")
         decay_rate = self.paramwise_cfg['decay_rate']
         flat_decay = self.base_wd * self.paramwise_cfg['flat_decay_mult'] if self.base_wd is not None else None
 
@@ -95,3 +105,13 @@ class InceptionNeXtLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor
             print_log(f'{type(self).__name__} ({self.paramwise_cfg}): {json.dumps(summary, indent=1)}',
                       logger='current')
         params.extend(groups.values())
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class InceptionNeXtLayerDecayOptimizerConstructor(LayerDecayOptimWrapperConstructor):
+    """Deprecated name of :class:`LayerDecayOptimWrapperConstructor` (it was never specific to InceptionNeXt)."""
+
+    def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: dict | None = None) -> None:
+        warnings.warn("constructor='InceptionNeXtLayerDecayOptimizerConstructor' is deprecated; write "
+                      "constructor='LayerDecayOptimWrapperConstructor'", FutureWarning, stacklevel=2)
+        super().__init__(optim_wrapper_cfg, paramwise_cfg)

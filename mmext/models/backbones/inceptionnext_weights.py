@@ -16,6 +16,8 @@ import torch.nn as nn
 from mmengine.logging import print_log
 
 from mmext.checkpoint import (
+    HF_HUB_PREFIX,
+    TRUSTED_PREFIX,
     CheckpointError,
     LoadReport,
     check_finite_state_dict,
@@ -122,7 +124,7 @@ def _signature(arch: Mapping) -> tuple:
     dims = tuple(arch['dims'])
     return (tuple(arch['depths']), dims, tuple(int(r * d) for r, d in zip(arch['mlp_ratios'], dims)),
             tm['square_kernel_size'], tm['band_kernel_size'], tuple(int(d * tm['branch_ratio']) for d in dims),
-            tm.get('type', 'InceptionDWConv2d'), tuple(tm['branches']), tm['bands'], arch.get('block_norm', 'BN'))
+            tm.get('type', 'InceptionDWConv2d'), tuple(tm['branches']), tm['bands'])
 
 
 def arch_name(arch: Mapping, arch_settings: Mapping[str, Mapping]) -> str | None:
@@ -215,3 +217,48 @@ def load_backbone_checkpoint(module: nn.Module, filename: str | os.PathLike, pre
     if not allow_non_finite:
         check_finite_state_dict(backbone.state_dict, filename)
     return load_backbone_state_dict(module, backbone, filename, strict=strict, logger=logger)
+
+
+# Model-zoo names that always mean another network's weights (mmengine's OpenMMLab / torchvision / mmcls tables).
+_OTHER_MODEL_ZOOS = ('open-mmlab://', 'openmmlab://', 'torchvision://', 'modelzoo://', 'mmcls://', 'mmpretrain://')
+
+
+def _foreign_weights(pretrained: str) -> str | None:
+    """Why ``pretrained`` is not InceptionNeXt weights, or ``None`` when it is (read from the name, or from the
+    keys of a local file)."""
+    if pretrained.startswith(_OTHER_MODEL_ZOOS):
+        return "names another network's weights in a model zoo"
+    if pretrained.startswith(HF_HUB_PREFIX) or ('://' in pretrained and not pretrained.startswith(TRUSTED_PREFIX)):
+        name = re.sub(r'[^a-z]', '', pretrained.lower())
+        return None if 'inceptionnext' in name else 'is remote and its name does not say InceptionNeXt'
+    try:
+        extract_backbone_state_dict(read_checkpoint(pretrained), source=pretrained)
+    except (CheckpointError, OSError) as e:
+        return f'cannot be read as InceptionNeXt weights ({str(e).splitlines()[0]})'
+    return None
+
+
+def pretrained_init_cfg(pretrained: str | os.PathLike | None, init_cfg: Any, default_init_cfg: Mapping,
+                        owner: str) -> Any:
+    """The ``init_cfg`` a backbone uses given mmseg's ``model.pretrained`` (EncoderDecoder passes it on).
+
+    InceptionNeXt weights (a local file with InceptionNeXt keys, or a URL / ``hf-hub:`` name that says
+    InceptionNeXt) become ``dict(type='Pretrained', checkpoint=pretrained)``, loaded strictly by ``init_weights``.
+    Anything else (``open-mmlab://resnet50_v1c`` from one of mmseg's model bases, ``torchvision://...``, a file
+    without InceptionNeXt keys) and ``pretrained`` beside a non-default ``init_cfg`` raise a ``ValueError``
+    naming the value and the fix, at build time.
+    """
+    if pretrained is None:
+        return init_cfg
+    if not isinstance(pretrained, (str, os.PathLike)):
+        raise TypeError(f'{owner}: model.pretrained must be a checkpoint path, URL or None, got {pretrained!r}')
+    pretrained = str(pretrained)
+    reason = _foreign_weights(pretrained)
+    if reason is not None:
+        raise ValueError(f'{owner}: model.pretrained={pretrained!r} {reason}; set model.pretrained=None (mmseg model '
+                         "bases set it for their own backbone) and load InceptionNeXt weights with backbone.init_cfg="
+                         "dict(type='Pretrained', checkpoint=...)")
+    if init_cfg is not None and init_cfg != default_init_cfg:
+        raise ValueError(f'{owner}: both model.pretrained={pretrained!r} and backbone.init_cfg={init_cfg} are set; '
+                         "keep one: set model.pretrained=None, or drop init_cfg")
+    return dict(type='Pretrained', checkpoint=pretrained)

@@ -1,9 +1,11 @@
 """Token mixers of MetaNeXt blocks: the spatial operators ``x -> token_mixer(x)`` a block wraps.
 
 A block's mixer is data: ``token_mixer=dict(type=..., **kwargs)`` in the backbone's ``arch`` dict, built by
-:func:`build_token_mixer`. ``type`` is one of :data:`TOKEN_MIXERS` and defaults to ``'InceptionDWConv2d'`` (the
-released networks), so ``dict(band_kernel_size=9)`` keeps meaning what it always did. All mixers map ``(N, C, H, W)``
-to the same shape.
+:func:`build_token_mixer`. ``type`` is a name in :data:`mmext.registry.TOKEN_MIXERS` and defaults to
+``'InceptionDWConv2d'`` (the released networks), so ``dict(band_kernel_size=9)`` keeps meaning what it always did.
+A mixer is a module whose first argument is the channel count ``C`` and that maps ``(N, C, H, W)`` to the same
+shape; add one with ``@TOKEN_MIXERS.register_module()``. Same-padded odd-kernel ``nn.Conv2d`` layers in it are
+dilated when the backbone runs at a reduced ``output_stride``.
 """
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmext.ops import HAS_TRITON, fast_mixer_enabled, inception_dwconv
+from mmext.registry import TOKEN_MIXERS
 
 INCEPTION_BRANCHES = ('hw', 'w', 'h')
 
 
+@TOKEN_MIXERS.register_module()
 class InceptionDWConv2d(nn.Module):
     """Inception depthwise convolution, the token mixer of InceptionNeXt.
 
@@ -69,8 +73,8 @@ class InceptionDWConv2d(nn.Module):
 
     @property
     def fusable(self) -> bool:
-        """Whether the fused op computes this mixer (the three parallel branches of the released form)."""
-        return self.branches == INCEPTION_BRANCHES and self.bands == 'parallel'
+        """Whether the fused op computes this mixer (the three parallel branches of the released form, undilated)."""
+        return self.branches == INCEPTION_BRANCHES and self.bands == 'parallel' and self.dwconv_hw.dilation == (1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fast = fast_mixer_enabled() if self.fast_mixer is None else self.fast_mixer
@@ -89,6 +93,7 @@ class InceptionDWConv2d(nn.Module):
         return torch.cat([x_id, *(conv(part) for conv, part in zip(convs, parts))], dim=1)
 
 
+@TOKEN_MIXERS.register_module()
 class DWConv2d(nn.Module):
     """A ``kernel_size x kernel_size`` depthwise conv (with bias) on ``int(C * ratio)`` channels, the rest identity.
 
@@ -112,6 +117,7 @@ class DWConv2d(nn.Module):
         return torch.cat((x_id, self.dwconv(x_conv)), dim=1)
 
 
+@TOKEN_MIXERS.register_module()
 class Attention(nn.Module):
     """Multi-head self-attention over all ``H x W`` positions (DeiT's, the mixer of the paper's MetaNeXt-Attn).
 
@@ -140,6 +146,7 @@ class Attention(nn.Module):
         return out.transpose(1, 2).reshape(n, c, h, w)
 
 
+@TOKEN_MIXERS.register_module()
 class Identity(nn.Identity):
     """No token mixing: the free-mixer bound of the speed benchmark (what a zero-cost mixer would allow)."""
 
@@ -147,8 +154,6 @@ class Identity(nn.Identity):
         super().__init__()
 
 
-TOKEN_MIXERS: dict[str, type[nn.Module]] = {
-    'InceptionDWConv2d': InceptionDWConv2d, 'DWConv2d': DWConv2d, 'Attention': Attention, 'Identity': Identity}
 DEFAULT_TOKEN_MIXER = 'InceptionDWConv2d'
 
 
@@ -156,17 +161,20 @@ def check_token_mixer_cfg(cfg: Mapping | None) -> dict:
     """``cfg`` with ``type`` filled in, after checking the type and its keyword names (before any module is built)."""
     cfg = dict(cfg or {})
     mixer_type = cfg.pop('type', DEFAULT_TOKEN_MIXER)
-    if mixer_type not in TOKEN_MIXERS:
-        raise ValueError(f'Unknown token_mixer type {mixer_type!r}; choose from {sorted(TOKEN_MIXERS)}')
-    params = inspect.signature(TOKEN_MIXERS[mixer_type].__init__).parameters
-    allowed = [p for p in params if p not in ('self', 'in_channels')]
-    unknown = sorted(set(cfg) - set(allowed))
-    if unknown:
-        raise ValueError(f'token_mixer {mixer_type} has no option(s) {unknown}; it takes {allowed}')
+    mixer_cls = TOKEN_MIXERS.get(mixer_type) if isinstance(mixer_type, str) else mixer_type
+    if not inspect.isclass(mixer_cls):
+        raise ValueError(f'Unknown token_mixer type {mixer_type!r}; registered: {sorted(TOKEN_MIXERS.module_dict)} '
+                         '(register yours with @mmext.registry.TOKEN_MIXERS.register_module())')
+    params = inspect.signature(mixer_cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        allowed = [p for p in params if p != 'self'][1:]  # the first argument is the channel count
+        unknown = sorted(set(cfg) - set(allowed))
+        if unknown:
+            raise ValueError(f'token_mixer {mixer_type} has no option(s) {unknown}; it takes {allowed}')
     return dict(type=mixer_type, **cfg)
 
 
 def build_token_mixer(cfg: Mapping | None, in_channels: int) -> nn.Module:
-    """Build the token mixer ``cfg`` (``dict(type=..., **kwargs)``, type defaulting to InceptionDWConv2d)."""
-    cfg = check_token_mixer_cfg(cfg)
-    return TOKEN_MIXERS[cfg.pop('type')](in_channels, **cfg)
+    """Build the token mixer ``cfg`` (``dict(type=..., **kwargs)``, type defaulting to InceptionDWConv2d) for
+    ``in_channels`` channels."""
+    return TOKEN_MIXERS.build(check_token_mixer_cfg(cfg), in_channels=in_channels)

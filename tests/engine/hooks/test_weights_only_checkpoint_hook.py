@@ -12,7 +12,7 @@ from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
 from mmext.checkpoint import UnsafeCheckpointError, upgrade_training_checkpoint
-from mmext.engine.hooks import WeightsOnlyCheckpointHook, ensure_weights_only_hook
+from mmext.engine.hooks import TRAINING_HOOKS, WeightsOnlyCheckpointHook, ensure_training_hooks
 
 _names = itertools.count()
 
@@ -107,17 +107,17 @@ def test_legacy_checkpoint_gets_clear_error_then_trusted_or_upgrade_works(tmp_pa
     assert resumed.iter == 2
 
 
-def test_ensure_weights_only_hook_appends_once_without_mutating_callers_list():
+def test_ensure_training_hooks_appends_each_once_without_mutating_callers_list():
     hooks = [dict(type='EMAHook')]
     cfg = Config(dict(custom_hooks=hooks))
-    assert ensure_weights_only_hook(cfg) is cfg
-    assert [h['type'] for h in cfg.custom_hooks] == ['EMAHook', 'WeightsOnlyCheckpointHook']
+    assert ensure_training_hooks(cfg) is cfg
+    assert [h['type'] for h in cfg.custom_hooks] == ['EMAHook', *TRAINING_HOOKS]
     assert hooks == [dict(type='EMAHook')]
-    ensure_weights_only_hook(cfg)
-    assert len(cfg.custom_hooks) == 2
+    ensure_training_hooks(cfg)
+    assert len(cfg.custom_hooks) == 1 + len(TRAINING_HOOKS)
 
-    plain = ensure_weights_only_hook({})
-    assert plain == {'custom_hooks': [dict(type='WeightsOnlyCheckpointHook')]}
+    assert ensure_training_hooks({})['custom_hooks'] == [dict(type=name) for name in TRAINING_HOOKS]
     for present in (dict(type=WeightsOnlyCheckpointHook), dict(type='mmext.WeightsOnlyCheckpointHook'),
                     WeightsOnlyCheckpointHook()):
-        assert ensure_weights_only_hook({'custom_hooks': [present]})['custom_hooks'] == [present]
+        added = ensure_training_hooks({'custom_hooks': [present]})['custom_hooks']
+        assert added[0] is present and len(added) == len(TRAINING_HOOKS)

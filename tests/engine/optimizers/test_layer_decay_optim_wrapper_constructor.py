@@ -1,4 +1,5 @@
-"""InceptionNeXtLayerDecayOptimizerConstructor: stage-wise lr scales, no decay on 1-D params, DDP, clear errors."""
+"""LayerDecayOptimWrapperConstructor: stage-/layer-wise lr scales, no decay on 1-D params, DDP, clear errors, the
+deprecated InceptionNeXt name."""
 import pytest
 import torch
 import torch.distributed as dist
@@ -7,14 +8,14 @@ from mmengine.model import MMDistributedDataParallel
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-from mmext.engine.optimizers import InceptionNeXtLayerDecayOptimizerConstructor
+from mmext.engine.optimizers import InceptionNeXtLayerDecayOptimizerConstructor, LayerDecayOptimWrapperConstructor
 from mmext.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 
-CONSTRUCTOR = 'InceptionNeXtLayerDecayOptimizerConstructor'
+CONSTRUCTOR = 'LayerDecayOptimWrapperConstructor'
 BASE_LR, BASE_WD, DECAY = 1e-3, 0.05, 0.5
 
 
-def _tiny_segmentor(backbone: dict | None = None, **backbone_kwargs) -> torch.nn.Module:
+def _tiny_segmentor(backbone: dict | None = None, in_channels=(8, 16, 32, 64), **backbone_kwargs) -> torch.nn.Module:
     """A small FPN segmentor; the default backbone is a 4-stage InceptionNeXt with per-output norms."""
     init_default_scope('mmseg')
     norm_cfg = dict(type='BN', requires_grad=True)
@@ -26,7 +27,7 @@ def _tiny_segmentor(backbone: dict | None = None, **backbone_kwargs) -> torch.nn
         type='EncoderDecoder',
         data_preprocessor=dict(type='SegDataPreProcessor', mean=[0.] * 3, std=[1.] * 3),
         backbone=backbone,
-        neck=dict(type='FPN', in_channels=[8, 16, 32, 64], out_channels=8, num_outs=4),
+        neck=dict(type='FPN', in_channels=list(in_channels), out_channels=8, num_outs=4),
         decode_head=dict(type='FPNHead', in_channels=[8] * 4, in_index=[0, 1, 2, 3], feature_strides=[4, 8, 16, 32],
                          channels=8, num_classes=3, norm_cfg=norm_cfg)))
 
@@ -50,8 +51,30 @@ def _expected_layer(name: str) -> int:
     return 5
 
 
-def test_registered():
-    assert OPTIM_WRAPPER_CONSTRUCTORS.get(CONSTRUCTOR) is InceptionNeXtLayerDecayOptimizerConstructor
+def test_registered_and_old_name_still_builds_with_a_deprecation_warning():
+    assert OPTIM_WRAPPER_CONSTRUCTORS.get(CONSTRUCTOR) is LayerDecayOptimWrapperConstructor
+    model = _tiny_segmentor()
+    with pytest.warns(FutureWarning, match="write constructor='LayerDecayOptimWrapperConstructor'"):
+        old = build_optim_wrapper(model, dict(_optim_cfg(), constructor='InceptionNeXtLayerDecayOptimizerConstructor'))
+    new = build_optim_wrapper(model, _optim_cfg())
+    assert [g['lr'] for g in old.optimizer.param_groups] == [g['lr'] for g in new.optimizer.param_groups]
+    assert issubclass(InceptionNeXtLayerDecayOptimizerConstructor, LayerDecayOptimWrapperConstructor)
+
+
+TINY_ISO = dict(type='InceptionNeXtIsotropic', arch=dict(depth=3, dim=8, mlp_ratio=2, token_mixer=dict(
+    branch_ratio=0.25)), out_indices=(0, 1, 2, 3))
+
+
+def test_isotropic_backbone_is_layer_wise_and_refuses_stage_wise():
+    """Its depth is one layer per block: 'stage_wise' there was a misnomer and is refused, naming the fix."""
+    model = _tiny_segmentor(backbone=TINY_ISO, in_channels=[8] * 4)
+    by_name = _groups_by_param(build_optim_wrapper(model, _optim_cfg()).optimizer)
+    assert by_name['backbone.blocks.0.mlp.fc1.weight']['lr_scale'] == pytest.approx(DECAY ** 3)
+    assert by_name['backbone.blocks.2.mlp.fc1.weight']['lr_scale'] == pytest.approx(DECAY)
+    assert by_name['backbone.pyramid.0.0.weight']['lr_scale'] == 1.
+    assert build_optim_wrapper(model, _optim_cfg(decay_type='layer_wise'))
+    with pytest.raises(ValueError, match="reports 'layer_wise' depths; set decay_type='layer_wise'"):
+        build_optim_wrapper(model, _optim_cfg(decay_type='stage_wise'))
 
 
 def test_stage_wise_lr_scale_and_no_decay_on_flat_params():
@@ -117,14 +140,13 @@ def test_refuses_backbone_without_layer_depth():
 
 @pytest.mark.parametrize('paramwise_cfg, match', [
     (dict(decay_type='stage_wise'), 'needs decay_rate'),
-    (dict(decay_rate=0.9, decay_type='layer_wise'), "decay_type='layer_wise'"),
+    (dict(decay_rate=0.9, decay_type='block_wise'), "decay_type='block_wise'"),
     (dict(decay_rate=1.5), 'decay_rate must be in'),
     (dict(decay_rate=0.9, num_layers=6), r"\['num_layers'\]"),
 ])
 def test_bad_paramwise_cfg(paramwise_cfg, match):
     with pytest.raises(ValueError, match=match):
-        InceptionNeXtLayerDecayOptimizerConstructor(dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1.)),
-                                                    paramwise_cfg)
+        LayerDecayOptimWrapperConstructor(dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1.)), paramwise_cfg)
 
 
 def test_switch_on_from_a_config(repo_root):

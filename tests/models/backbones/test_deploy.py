@@ -118,3 +118,14 @@ def test_deploy_converter_refuses_to_overwrite_its_source(tmp_path):
         with pytest.raises(CheckpointError, match='refusing to overwrite the source checkpoint'):
             convert_checkpoint_to_deploy(src, dst)
     assert src.read_bytes() == before
+
+
+def test_deploy_at_a_reduced_output_stride_keeps_outputs(randomise_weights, tiny_arch):
+    """A same-padded (dilated) downsample keeps its BN: folding it would be inexact at the zero-padded border."""
+    model = randomise_weights(InceptionNeXt(tiny_arch, output_stride=8), seed=2).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+        model.switch_to_deploy()
+        _assert_outputs_close(ref, model(x))
+    assert [type(s.downsample[0]).__name__ for s in model.stages[1:]] == ['Identity', 'BatchNorm2d', 'BatchNorm2d']

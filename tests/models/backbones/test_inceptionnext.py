@@ -201,3 +201,30 @@ def test_pretrained_inside_a_list_is_refused():
                                                 dict(type='Pretrained', checkpoint='x.pth')])
     with pytest.raises(ValueError, match='not inside a list'):
         model.init_weights()
+
+
+@pytest.mark.parametrize('output_stride, strides', [(32, (4, 8, 16, 32)), (16, (4, 8, 16, 16)), (8, (4, 8, 8, 8))])
+def test_output_stride_matches_timm_with_unchanged_keys(timm_pairs, output_stride, strides):
+    """Dilated last stages (issue 19): same state dict key for key and shape for shape, the numbers of timm's
+    ``output_stride`` (2x2 downsample at stride 1, same padding, odd kernels dilated)."""
+    ref, ours = timm_pairs['atto']
+    dilated = InceptionNeXt('atto', output_stride=output_stride, init_cfg=None)
+    assert {k: v.shape for k, v in dilated.state_dict().items()} == {k: v.shape for k, v in ours.state_dict().items()}
+    dilated.load_state_dict(ours.state_dict())
+    assert dilated.strides == strides
+    timm_dilated = timm.create_model('inception_next_atto', pretrained=False, output_stride=output_stride)
+    timm_dilated.load_state_dict(ref.state_dict())
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        got, expected = dilated.eval()(x), timm_dilated.eval().forward_intermediates(x, intermediates_only=True)
+    for g, e, s in zip(got, expected, strides):
+        assert g.shape[-2:] == (64 // s, 96 // s)
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match='output_stride must be one of'):
+        InceptionNeXt(TINY_ARCH, output_stride=4)
+
+
+def test_device_and_dtype_factory_arguments():
+    model = InceptionNeXt(TINY_ARCH, out_norm_cfg=dict(type='BN'), device='meta', dtype=torch.float64)
+    tensors = list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]
+    assert {t.device.type for t in tensors} == {'meta'} and {t.dtype for t in tensors} == {torch.float64}

@@ -5,7 +5,6 @@ from mmengine.registry import init_default_scope
 
 from mmext.checkpoint import CheckpointError
 from mmext.models.backbones import InceptionNeXtIsotropic
-from mmext.models.classifiers import MetaNeXtClassifier
 
 TINY_ISO = dict(depth=2, dim=16, mlp_ratio=2, token_mixer=dict(branch_ratio=0.25, band_kernel_size=5))
 
@@ -71,9 +70,10 @@ def test_with_cp_matches_plain_backward():
         torch.testing.assert_close(p.grad, q.grad, msg=name)
 
 
-def test_pretrained_classifier_checkpoint_loads_strictly(tmp_path):
+def test_pretrained_classifier_checkpoint_loads_strictly(load_tool, tmp_path):
     """An ImageNet-trained isotropic classifier (``head.*``, no pyramid) loads; the pyramid is reported as new."""
-    classifier = MetaNeXtClassifier(dict(type='InceptionNeXtIsotropic', arch=TINY_ISO), head='linear')
+    forms = load_tool('tools/analysis/paper_variants.py')
+    classifier = forms.MetaNeXtClassifier(dict(type='InceptionNeXtIsotropic', arch=TINY_ISO), head='linear')
     state = {k.removeprefix('backbone.'): v for k, v in classifier.state_dict().items()}
     torch.save(state, tmp_path / 'iso.pth')
     model = InceptionNeXtIsotropic(TINY_ISO, init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'iso.pth')))
@@ -98,3 +98,19 @@ def test_pretrained_takes_checkpoint_key_and_refuses_nan_like_inceptionnext(tmp_
     with pytest.raises(CheckpointError, match='NaN/Inf'):
         InceptionNeXtIsotropic(TINY_ISO, init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'inf.pth'))
                                ).init_weights()
+
+
+def test_norm_options_and_the_old_norm_cfg_spelling():
+    """``norm_cfg`` is the stem/block norm as in InceptionNeXt; its old meaning (the pyramid norm) is still accepted
+    with a FutureWarning naming ``pyramid_norm_cfg``."""
+    gn = dict(type='GN', num_groups=2)
+    with pytest.warns(FutureWarning, match=r'norm_cfg=.* for the pyramid norm is deprecated; write pyramid_norm_cfg='):
+        old = InceptionNeXtIsotropic(TINY_ISO, norm_cfg=gn)
+    new = InceptionNeXtIsotropic(TINY_ISO, pyramid_norm_cfg=gn)
+    assert str(old) == str(new) and isinstance(new.pyramid['0'][1], torch.nn.GroupNorm)
+    assert isinstance(new.stem[1], torch.nn.BatchNorm2d) and isinstance(new.blocks[0].norm, torch.nn.BatchNorm2d)
+    both = InceptionNeXtIsotropic(TINY_ISO, norm_cfg=gn, pyramid_norm_cfg=dict(type='BN'), out_norm_cfg=gn,
+                                  out_indices=(1, 2), act_cfg=dict(type='ReLU'))
+    assert isinstance(both.stem[1], torch.nn.GroupNorm) and isinstance(both.blocks[1].norm, torch.nn.GroupNorm)
+    assert isinstance(both.blocks[0].mlp.act, torch.nn.ReLU) and sorted(both.out_norms) == ['1', '2']
+    assert both.get_layer_depth('backbone.out_norms.1.weight', 'backbone.') == (3, 4)

@@ -1,9 +1,14 @@
 """``init_cfg=dict(type='Pretrained')`` in a real mmseg segmentor: loaded strictly, kept through ``runner.train()``."""
+from pathlib import Path
+
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmseg.registry import MODELS
+
+from mmext.models import InceptionNeXt
 
 
 def _segmentor_cfg(checkpoint, data_root, work_dir) -> Config:
@@ -67,10 +72,7 @@ def test_trusted_prefix_through_init_cfg(tiny_arch, randomise_weights, tmp_path)
     weights-only reader, naming the object; ``trusted://`` in ``init_cfg`` loads it in full."""
     import argparse
 
-    import pytest
-
     from mmext.checkpoint import UnsafeCheckpointError
-    from mmext.models import InceptionNeXt
 
     source = randomise_weights(InceptionNeXt(tiny_arch), seed=3)
     path = tmp_path / 'train_checkpoint.pth'
@@ -84,3 +86,62 @@ def test_trusted_prefix_through_init_cfg(tiny_arch, randomise_weights, tmp_path)
     model.init_weights()
     for key, value in source.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
+
+
+# Issue 19: mmseg's model bases set model.pretrained='open-mmlab://...', which EncoderDecoder passes to the backbone.
+def _deeplabv3plus_with(tiny_arch: dict, **model_overrides) -> Config:
+    """mmseg's own DeepLabV3+ base with InceptionNeXt swapped in by the documented recipe (output_stride 8)."""
+    import mmseg
+    cfg = Config.fromfile(Path(mmseg.__file__).parent / '.mim/configs/_base_/models/deeplabv3plus_r50-d8.py')
+    norm_cfg = dict(type='BN', requires_grad=True)
+    dims = tiny_arch['dims']
+    cfg.merge_from_dict(dict(model=dict(
+        backbone=dict(_delete_=True, type='InceptionNeXt', arch=tiny_arch, output_stride=8, init_cfg=None),
+        decode_head=dict(in_channels=dims[3], channels=16, c1_in_channels=dims[0], c1_channels=8, norm_cfg=norm_cfg),
+        auxiliary_head=dict(in_channels=dims[2], channels=8, norm_cfg=norm_cfg), **model_overrides)))
+    return cfg.model  # a ConfigDict, as the Runner passes it
+
+
+def test_zoo_base_pretrained_of_another_network_stops_the_build_naming_the_fix(tiny_arch):
+    model = _deeplabv3plus_with(tiny_arch)
+    assert model['pretrained'] == 'open-mmlab://resnet50_v1c'  # what the swapped backbone receives
+    with DefaultScope.overwrite_default_scope('mmseg'), pytest.raises(ValueError) as info:
+        MODELS.build(model)
+    message = str(info.value)
+    assert "model.pretrained='open-mmlab://resnet50_v1c'" in message and 'set model.pretrained=None' in message
+    assert "init_cfg=dict(type='Pretrained'" in message and '\n' not in message
+
+    with DefaultScope.overwrite_default_scope('mmseg'):  # the fix: builds, and runs at stride 8 as DeepLabV3+ expects
+        segmentor = MODELS.build(_deeplabv3plus_with(tiny_arch, pretrained=None)).eval()
+    assert segmentor.backbone.strides == (4, 8, 8, 8)
+    with torch.no_grad():
+        feats = segmentor.extract_feat(torch.randn(1, 3, 64, 64))
+    assert [f.shape[-1] for f in feats] == [16, 8, 8, 8]
+
+
+@pytest.mark.parametrize('value, match', [
+    ('torchvision://resnet50', "names another network's weights"),
+    ('https://download.pytorch.org/models/resnet50-0676ba61.pth', 'its name does not say InceptionNeXt'),
+    ('FILE', r'cannot be read as InceptionNeXt weights \(.*does not look like an InceptionNeXt checkpoint'),
+    ('missing.pth', r'cannot be read as InceptionNeXt weights \(checkpoint missing.pth not found'),
+])
+def test_pretrained_naming_other_weights_is_refused_at_build(tiny_arch, tmp_path, value, match):
+    if value == 'FILE':
+        value = str(tmp_path / 'resnet.pth')
+        torch.save({'conv1.weight': torch.zeros(1), 'layer1.0.conv1.weight': torch.zeros(1)}, value)
+    with pytest.raises(ValueError, match=f'model.pretrained=.*{match}.*set model.pretrained=None'):
+        InceptionNeXt(tiny_arch, pretrained=value)
+
+
+def test_pretrained_inceptionnext_weights_load_like_init_cfg(tiny_arch, randomise_weights, tmp_path):
+    source = randomise_weights(InceptionNeXt(tiny_arch), seed=1)
+    path = str(tmp_path / 'inceptionnext_tiny_arch.pth')
+    torch.save(source.state_dict(), path)
+    model = InceptionNeXt(tiny_arch, pretrained=path)
+    assert model.init_cfg == dict(type='Pretrained', checkpoint=path)
+    model.init_weights()
+    assert all(torch.equal(v, source.state_dict()[k]) for k, v in model.state_dict().items())
+    hub = InceptionNeXt(tiny_arch, pretrained='hf-hub:timm/inception_next_tiny.sail_in1k')  # read at init_weights
+    assert hub.init_cfg['checkpoint'] == 'hf-hub:timm/inception_next_tiny.sail_in1k'
+    with pytest.raises(ValueError, match=r'both model.pretrained=.* and backbone.init_cfg=.*set model.pretrained=None'):
+        InceptionNeXt(tiny_arch, pretrained=path, init_cfg=dict(type='Pretrained', checkpoint=path))

@@ -1,10 +1,11 @@
-"""Token mixers as data (paper Tables 1, 5, 8), the block norm option, and the backbone's argument checks."""
+"""Token mixers as data (paper Tables 1, 5, 8) in their registry, the norm options, and the backbone's argument
+checks."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from mmext.models.backbones import InceptionNeXt
-from mmext.models.backbones.inceptionnext import LayerNorm2d
+from mmext.models.backbones.metanext import LayerNorm2d
 from mmext.models.backbones.token_mixers import Attention, DWConv2d, InceptionDWConv2d, build_token_mixer
 
 TINY = dict(depths=(1, 1, 1, 1), dims=(8, 16, 24, 32), mlp_ratios=(2, 2, 2, 2))
@@ -57,7 +58,7 @@ def test_layer_norm_2d_normalises_channels():
 
 
 @pytest.mark.parametrize('cfg, match', [
-    (dict(type='Conv'), "Unknown token_mixer type 'Conv'"),
+    (dict(type='NoSuchMixer'), "Unknown token_mixer type 'NoSuchMixer'; registered: .*'InceptionDWConv2d'"),
     (dict(type='DWConv2d', band_kernel_size=3), r"DWConv2d has no option\(s\) \['band_kernel_size'\]"),
     (dict(branches=('hw', 'x')), 'branches must be a non-empty subset'),
     (dict(branches=('hw', 'w'), bands='sequential'), "lacks one of them"),
@@ -70,16 +71,37 @@ def test_bad_token_mixer_configs(cfg, match):
 
 
 def test_bad_arch_options_fail_at_build():
-    with pytest.raises(ValueError, match="Unknown token_mixer type 'Conv'"):
-        InceptionNeXt(dict(TINY, token_mixer=dict(type='Conv')))
+    with pytest.raises(ValueError, match="Unknown token_mixer type 'NoSuchMixer'"):
+        InceptionNeXt(dict(TINY, token_mixer=dict(type='NoSuchMixer')))
     with pytest.raises(ValueError, match="block_norm must be one of"):
         InceptionNeXt(dict(TINY, block_norm='GN'))
+
+
+LN2D = dict(type='LN2d', eps=1e-6)
+
+
+def test_old_block_norm_spelling_warns_and_builds_the_same_network():
+    with pytest.warns(FutureWarning, match=r"arch\['block_norm'\]='LN' is deprecated; write block_norm_cfg="):
+        old = InceptionNeXt(dict(TINY, block_norm='LN'))
+    new = InceptionNeXt(TINY, block_norm_cfg=LN2D)
+    assert str(old) == str(new) and isinstance(new.stages[1].blocks[0].norm, LayerNorm2d)
+    assert new.stages[1].blocks[0].norm.eps == 1e-6 and isinstance(new.stages[1].downsample[0], torch.nn.BatchNorm2d)
+    with pytest.raises(ValueError, match='both set'):
+        InceptionNeXt(dict(TINY, block_norm='LN'), block_norm_cfg=LN2D)
+
+
+def test_norm_and_act_cfg_reach_stem_downsamples_and_blocks():
+    model = InceptionNeXt(TINY, norm_cfg=LN2D, act_cfg=dict(type='ReLU'))
+    norms = [model.stem[1], model.stages[1].downsample[0], model.stages[3].blocks[0].norm]
+    assert all(isinstance(n, LayerNorm2d) for n in norms)
+    assert isinstance(model.stages[0].blocks[0].mlp.act, torch.nn.ReLU)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
 
 
 @pytest.mark.parametrize('token_mixer', [dict(type='DWConv2d', kernel_size=3, ratio=0.5), dict(type='Attention'),
                                          dict(type='Identity'), dict(branches=('w', 'h'), bands='sequential')])
 def test_variant_backbones_run_and_backprop(token_mixer):
-    model = InceptionNeXt(dict(TINY, token_mixer=token_mixer, block_norm='LN')).train()
+    model = InceptionNeXt(dict(TINY, token_mixer=token_mixer), block_norm_cfg=LN2D).train()
     outs = model(torch.randn(2, 3, 32, 32))
     assert [o.shape[1] for o in outs] == [8, 16, 24, 32]
     sum(o.mean() for o in outs).backward()
@@ -88,7 +110,7 @@ def test_variant_backbones_run_and_backprop(token_mixer):
 
 def test_deploy_keeps_outputs_with_layer_norm_blocks():
     torch.manual_seed(0)
-    model = InceptionNeXt(dict(TINY, block_norm='LN'), layer_scale_init_value=0.5).eval()
+    model = InceptionNeXt(TINY, block_norm_cfg=LN2D, layer_scale_init_value=0.5).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         before = model(x)
@@ -130,3 +152,31 @@ def test_ablated_mixers_take_the_reference_path_on_cuda():
         ref = InceptionDWConv2d(32, fast_mixer=False, **kw).cuda()
         ref.load_state_dict(mixer.state_dict())
         torch.testing.assert_close(mixer(x), ref(x))
+
+
+def test_a_mixer_registered_by_another_package_builds_inside_the_backbone():
+    """``TOKEN_MIXERS`` is an mmengine registry: an outside class registered in it (or in a child registry of the
+    outside package's scope) is built by ``dict(type=...)``, under mmseg's default scope as well."""
+    from mmengine.registry import MODELS, Registry, init_default_scope
+
+    from mmext.registry import TOKEN_MIXERS
+
+    class AvgPoolMixer(torch.nn.Module):  # an outside package's mixer (PoolFormer's)
+        def __init__(self, dim: int, pool_size: int = 3) -> None:
+            super().__init__()
+            self.pool = torch.nn.AvgPool2d(pool_size, 1, pool_size // 2, count_include_pad=False)
+
+        def forward(self, x):
+            return self.pool(x) - x
+
+    assert TOKEN_MIXERS.parent is MODELS and TOKEN_MIXERS.get('InceptionDWConv2d') is InceptionDWConv2d
+    TOKEN_MIXERS.register_module(module=AvgPoolMixer, force=True)
+    outside = Registry('token mixer', parent=TOKEN_MIXERS, scope='outside_pkg')
+    outside.register_module(name='ScopedPool', module=AvgPoolMixer, force=True)
+    init_default_scope('mmseg')
+    for mixer in (dict(type='AvgPoolMixer', pool_size=5), dict(type='outside_pkg.ScopedPool')):
+        model = InceptionNeXt(dict(TINY, token_mixer=mixer)).eval()
+        assert isinstance(model.stages[2].blocks[0].token_mixer, AvgPoolMixer)
+        assert model(torch.randn(1, 3, 32, 32))[-1].shape == (1, 32, 1, 1)
+    with pytest.raises(ValueError, match=r"AvgPoolMixer has no option\(s\) \['kernel'\]; it takes \['pool_size'\]"):
+        InceptionNeXt(dict(TINY, token_mixer=dict(type='AvgPoolMixer', kernel=3)))

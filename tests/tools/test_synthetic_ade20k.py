@@ -1,4 +1,4 @@
-"""mmext.datasets.synthetic_ade20k: deterministic ADE20K-layout data for the demo, and its chance-level mIoU."""
+"""tools/synthetic_ade20k.py: deterministic ADE20K-layout data for the demo, and its chance-level mIoU."""
 import hashlib
 from pathlib import Path
 
@@ -6,7 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from mmext.datasets.synthetic_ade20k import SYNTHETIC_CLASSES, chance_miou, generate_synthetic_ade20k
+
+@pytest.fixture(scope='module')
+def synthetic(load_tool):
+    return load_tool('tools/synthetic_ade20k.py')
 
 
 def digest(folder: Path) -> str:
@@ -16,7 +19,8 @@ def digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-def test_synthetic_data_is_deterministic_and_in_ade20k_space(tmp_path):
+def test_synthetic_data_is_deterministic_and_in_ade20k_space(synthetic, tmp_path):
+    generate_synthetic_ade20k = synthetic.generate_synthetic_ade20k
     root = generate_synthetic_ade20k(tmp_path / 'a', num_train=3, num_val=2, seed=1)
     assert root == tmp_path / 'a' / 'ADEChallengeData2016'
     assert digest(root) == digest(generate_synthetic_ade20k(tmp_path / 'b', num_train=3, num_val=2, seed=1))
@@ -28,11 +32,12 @@ def test_synthetic_data_is_deterministic_and_in_ade20k_space(tmp_path):
         ann = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         assert ann.dtype == np.uint8 and ann.shape == (192, 256)
         values |= set(np.unique(ann).tolist())
-    assert values <= {0} | {c.class_id + 1 for c in SYNTHETIC_CLASSES.values()}
+    assert values <= {0} | {c.class_id + 1 for c in synthetic.SYNTHETIC_CLASSES.values()}
     assert len(values) >= 4
 
 
-def test_chance_miou():
+def test_chance_miou(synthetic):
+    chance_miou = synthetic.chance_miou
     counts = np.zeros(150)
     counts[[3, 7]] = [300, 100]  # shares 0.75 / 0.25 over K = 2 classes
     chance = chance_miou(counts)
