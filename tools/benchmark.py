@@ -9,7 +9,8 @@
 
 Prints a markdown table (median images/s with min-max over repeats, ms per step, ratio to ConvNeXt-T under the
 same settings, peak memory) and optionally writes every number with the environment to --json. The device is
-CUDA when there is one, else the CPU (``--device`` chooses). See docs/benchmarks.md for measured figures.
+CUDA when there is one, else the CPU (``--device`` chooses). Measured figures:
+docs/en/advanced_guides/benchmarks.md.
 
 All cases run in one process on one device, so their ratios are comparable; on a CPU the repeats are interleaved
 across cases (round robin) so that load changes hit every case alike. Each case reports images/s as the median
@@ -65,7 +66,7 @@ MMSEG_CONVNEXT_CONFIG = 'convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512
 MMSEG_CONVNEXT_BACKBONE = dict(_delete_=True, type='TIMMBackbone', model_name='convnext_tiny', features_only=True,
                                out_indices=(0, 1, 2, 3), pretrained=False)
 # name -> (source, timm name or arch or config); 'free' is mmext's InceptionNeXt-T with token_mixer = Identity, the
-# ceiling a faster token mixer could reach (see docs/benchmarks.md).
+# ceiling a faster token mixer could reach (see docs/en/advanced_guides/benchmarks.md).
 MODELS = {
     'resnet50': ('timm', 'resnet50'),
     'convnext_t': ('timm', 'convnext_tiny'),

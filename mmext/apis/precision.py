@@ -37,8 +37,8 @@ PRECISION_ENV = 'MMEXT_PRECISION'
 MIN_DEFAULT_AGREEMENT = 0.99
 # Smallest per-image pixel agreement of the label map with fp32 (deploy form, channels_last), measured by
 # tools/analysis/precision_agreement.py on the `make demo` model (its 20 validation scenes: bf16 99.74%, fp16
-# 99.96%; the 3 ADE20K samples: bf16 99.60%, fp16 99.94%), rounded down; see docs/benchmarks.md. A precision
-# missing here has not been measured and cannot be a default.
+# 99.96%; the 3 ADE20K samples: bf16 99.60%, fp16 99.94%), rounded down; see
+# docs/en/advanced_guides/benchmarks.md. A precision missing here has not been measured and cannot be a default.
 MEASURED_AGREEMENT = {'fp32': 1.0, 'bf16': 0.996, 'fp16': 0.999}
 
 

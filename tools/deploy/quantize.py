@@ -10,7 +10,8 @@ activation; the int8 graph then runs in onnxruntime (:class:`mmext.apis.onnx.Onn
 VNNI in integer arithmetic. After writing it, the tool segments each ``--check`` image (default: the calibration
 images) with the float32 and the int8 graph and prints the pixel agreement of the label maps; it exits 1 if an
 image agrees on fewer than ``--min-agreement`` (default 99%) of its pixels. Measured agreement and speed:
-docs/benchmarks.md (``tools/analysis/precision_agreement.py``, ``tools/benchmark.py --preset cpu-seg``).
+docs/en/advanced_guides/benchmarks.md (``tools/analysis/precision_agreement.py``,
+``tools/benchmark.py --preset cpu-seg``).
 """
 from __future__ import annotations
 
