@@ -99,7 +99,7 @@ def test_hook_is_installed_and_tiny():
 
 
 def test_openmmlab_programs_run_without_importing_mmext(tools_dir, tmp_path):
-    data_root = generate_synthetic_coco(tmp_path / 'coco', num_train=1, num_val=4, size=(160, 128))
+    data_root = generate_synthetic_coco(tmp_path / 'coco', num_train=1, num_val=2, size=(160, 128))  # one batch
     det_config = tmp_path / 'retinanet_r18_synthetic.py'
     det_config.write_text(DET_CONFIG.format(num_classes=len(SYNTHETIC_COCO_CLASSES), data_root=str(data_root),
                                             classes=SYNTHETIC_COCO_CLASSES,

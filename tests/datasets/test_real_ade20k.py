@@ -54,11 +54,11 @@ def test_real_samples_read_with_reduced_labels(ade20k_samples, dataset_type):
 
 
 def _small_test_pipeline(pipeline: list) -> list:
-    """The config's own test pipeline with its ``Resize`` shrunk to 128 pixels on the short side (CPU cost)."""
+    """The config's own test pipeline with its ``Resize`` shrunk to 64 pixels on the short side (CPU cost)."""
     pipeline = copy.deepcopy(pipeline)
     resizes = [t for t in pipeline if t['type'] == 'Resize']
     assert len(resizes) == 1, f'expected one Resize in the test pipeline, got {pipeline}'
-    resizes[0]['scale'] = (512, 128)
+    resizes[0]['scale'] = (256, 64)
     return pipeline
 
 
@@ -79,7 +79,7 @@ def test_config_model_on_real_samples(ade20k_samples, config):
     with torch.no_grad():
         for i in range(len(dataset)):
             data = dataset[i]
-            assert min(data['inputs'].shape[1:]) == 128
+            assert min(data['inputs'].shape[1:]) == 64
             [result] = model.test_step(dict(inputs=[data['inputs']], data_samples=[data['data_samples']]))
             name = Path(result.img_path).stem
             (w, h), _ = RAW_LABELS[name]

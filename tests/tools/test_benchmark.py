@@ -6,6 +6,12 @@ import torch
 
 from mmext.apis.precision import precision_support
 
+# a small arch for upernet_t (--cfg-options): what these tests check does not depend on the width
+SMALL = {'model.backbone.arch': dict(_delete_=True, depths=(1, 1, 1, 1), dims=(16, 32, 64, 128),
+                                     mlp_ratios=(2, 2, 2, 2)),
+         'model.decode_head.in_channels': [16, 32, 64, 128], 'model.decode_head.channels': 16,
+         'model.auxiliary_head.in_channels': 64, 'model.auxiliary_head.channels': 16}
+
 
 @pytest.fixture(scope='module')
 def bench(load_tool):
@@ -60,20 +66,17 @@ def test_ratios_pair_rows_with_the_same_settings_only(bench):
 
 def test_upernet_segmentor_train_step(bench, repo_root):
     case = bench.Case('upernet_t', 'dense', 'train', 2, 32)
-    model = bench.build_model(case, repo_root)
+    model = bench.build_model(case, repo_root, SMALL)
     assert type(model).__name__ == 'EncoderDecoder' and not model.backbone.out_norms['0'].__class__.__name__ \
         .startswith('Sync')
-    result, = bench.run_cases([case], device='cpu', warmup=1, repeats=1, steps=1, repo_root=repo_root)
+    result, = bench.run_cases([case], device='cpu', warmup=1, repeats=1, steps=1, repo_root=repo_root,
+                               cfg_options=SMALL)
     assert result['img_per_s'] > 0 and result['repeats'] == 1
 
 
 def test_segmentor_inference_forms_and_onnxruntime_int8(bench, repo_root):
-    """The cpu-seg rows at a small size on a small arch (--cfg-options): PyTorch through apply_inference_options
+    """The cpu-seg rows at a small size on the small arch: PyTorch through apply_inference_options
     (bf16 + deploy + channels_last), onnxruntime's int8 graph; then the limits and the table."""
-    small = {'model.backbone.arch': dict(_delete_=True, depths=(1, 1, 1, 1), dims=(16, 32, 64, 128),
-                                         mlp_ratios=(2, 2, 2, 2)),
-             'model.decode_head.in_channels': [16, 32, 64, 128], 'model.decode_head.channels': 16,
-             'model.auxiliary_head.in_channels': 64, 'model.auxiliary_head.channels': 16}
     base = dict(protocol='dense', mode='infer', batch_size=1, img_size=64)
     cases = [bench.Case('upernet_t', **base),
              bench.Case('upernet_t', dtype='bf16', deploy=True, channels_last=True, **base),
@@ -81,7 +84,7 @@ def test_segmentor_inference_forms_and_onnxruntime_int8(bench, repo_root):
     if precision_support('bf16', 'cpu'):
         cases.pop(1)  # this CPU runs bf16 emulated; the tool refuses it (tested in test_invalid_cases)
     results = bench.run_cases(cases, device='cpu', warmup=1, repeats=1, steps=1, repo_root=repo_root,
-                              calib=bench.calibration_images(None, 1, 64), cfg_options=small)
+                              calib=bench.calibration_images(None, 1, 64), cfg_options=SMALL)
     assert all(r['img_per_s'] > 0 for r in results)
     peaks = {'fp32': 100e9, 'bf16': 200e9, 'int8': 400e9}
     bench.add_limits(results, peaks, macs={'upernet_t': 10**9})

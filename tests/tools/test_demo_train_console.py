@@ -2,12 +2,9 @@
 import json
 
 
-def test_demo_console_is_short_and_quiet(tmp_path, load_tool, capfd):
-    demo = load_tool('tools/demo_train.py')
-    work_dir = tmp_path / 'demo'
-    summary = demo.main(['--work-dir', str(work_dir), '--iters', '2', '--num-train', '4', '--num-val', '1',
-                         '--batch-size', '2'])
-    out, err = capfd.readouterr()
+def test_demo_console_is_short_and_quiet(demo_run):
+    """The 20-iteration run of tests/tools/conftest.py, shared with test_demo_train.py; its terminal (fd 1 and 2)."""
+    summary, work_dir, out, err = demo_run
     console = (out + err).replace('\r', '\n')  # each tqdm refresh counted as a line: the budget's worst case
     lines = [line for line in console.splitlines() if line.strip()]
     assert len(lines) < 60, console

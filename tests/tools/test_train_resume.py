@@ -33,12 +33,20 @@ def test_resume_without_checkpoint_exits_naming_the_work_dir(load_tool, write_ti
     assert not list(tmp_path.rglob('*.pth')) and not list(tmp_path.rglob('*.log'))  # nothing trained
 
 
-def test_auto_resume_logs_one_line_either_way(load_tool, write_tiny_seg_config, ade20k_samples, tmp_path,
-                                              monkeypatch):
-    cfg = write_tiny_seg_config(tmp_path / 'tiny.py', ade20k_samples, max_iters=2)
-    work_dir = tmp_path / 'work'
-    run_train(load_tool, monkeypatch, str(cfg), '--work-dir', str(work_dir), '--auto-resume')
-    first = run_log(work_dir)
+@pytest.fixture(scope='module')
+def auto_resumed_run(load_tool, write_tiny_seg_config, ade20k_samples, tmp_path_factory) -> tuple[Path, Path, str]:
+    """(config, work dir, log) of one ``--auto-resume`` run of the tiny config from scratch to ``iter_2.pth``,
+    shared by the tests that need a trained work dir; they only add to it, never change ``iter_2.pth``."""
+    root = tmp_path_factory.mktemp('auto_resume')
+    cfg = write_tiny_seg_config(root / 'tiny.py', ade20k_samples, max_iters=2)
+    work_dir = root / 'work'
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        run_train(load_tool, monkeypatch, str(cfg), '--work-dir', str(work_dir), '--auto-resume')
+    return cfg, work_dir, run_log(work_dir)
+
+
+def test_auto_resume_logs_one_line_either_way(load_tool, auto_resumed_run, monkeypatch):
+    cfg, work_dir, first = auto_resumed_run
     assert first.count('Resume: ') == 1
     assert f'Resume: no checkpoint in {work_dir}; training starts from iteration 0.' in first
     assert (work_dir / 'iter_2.pth').is_file()
@@ -134,21 +142,19 @@ def test_kill_resume_probe_one_sigterm_round(load_tool, write_tiny_seg_config, a
     assert f'Iter(train) [{saved + 1}/4]' in log and f'Iter(train) [{saved}/4]' not in log
 
 
-def test_test_run_does_not_read_the_checkpoint_in_resume_check(write_tiny_seg_config, ade20k_samples, tmp_path,
-                                                               monkeypatch):
+def test_test_run_does_not_read_the_checkpoint_in_resume_check(auto_resumed_run, tmp_path, monkeypatch):
     """tools/test.py fit-checks its checkpoint; ResumeCheckHook must not read the file a second time there."""
     from mmengine.config import Config
 
     from mmext.checkpoint import state_dict
     from mmext.engine.runner import build_runner
-    cfg = Config.fromfile(str(write_tiny_seg_config(tmp_path / 'tiny.py', ade20k_samples)))
+    cfg_path, trained, _ = auto_resumed_run
+    cfg = Config.fromfile(str(cfg_path))
     cfg.work_dir = str(tmp_path / 'work')
-    cfg.train_cfg.max_iters = 2
-    build_runner(cfg).train()
     reads = []
     real = state_dict.read_checkpoint
     monkeypatch.setattr(state_dict, 'read_checkpoint', lambda *a, **k: reads.append(a) or real(*a, **k))
-    cfg.load_from = str(tmp_path / 'work' / 'iter_2.pth')
+    cfg.load_from = str(trained / 'iter_2.pth')
     cfg.experiment_name = 'test_only'
     build_runner(cfg).test()
     assert reads == []

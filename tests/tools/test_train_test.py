@@ -1,4 +1,5 @@
-"""tools/train.py and tools/test.py as users run them: subprocesses on a tiny UperNet-InceptionNeXt, real ADE20K."""
+"""tools/train.py and tools/test.py as users run them on a tiny UperNet-InceptionNeXt, real ADE20K: in-process
+``main()`` calls, and a subprocess where a real crash (SIGKILL) is the point."""
 import os
 import subprocess
 import sys
@@ -41,17 +42,29 @@ def run_tool(repo_root: Path, *args: str, cwd: Path, extra_env: dict | None = No
                           timeout=TRAIN_TIMEOUT)
 
 
+def run_main(load_tool, monkeypatch, tool: str, *args: str) -> None:
+    """``tool``'s ``main()`` in this process with one intra-op thread, like the ``OMP_NUM_THREADS=1`` subprocesses,
+    so that weights computed here and there agree bit for bit."""
+    monkeypatch.setattr(sys, 'argv', [tool, *args])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        load_tool(tool).main()
+    finally:
+        torch.set_num_threads(threads)
+
+
 def weights(checkpoint: Path) -> dict:
     return torch.load(checkpoint, map_location='cpu', weights_only=False)['state_dict']  # our own file
 
 
-def test_resume_after_crash_matches_uninterrupted_run(repo_root, write_tiny_seg_config, ade20k_samples, tmp_path):
+def test_resume_after_crash_matches_uninterrupted_run(repo_root, load_tool, write_tiny_seg_config, ade20k_samples,
+                                                       tmp_path, monkeypatch, capsys):
     (tmp_path / 'crash_hook.py').write_text(CRASH_HOOK)
     cfg = write_tiny_seg_config(tmp_path / 'tiny.py', ade20k_samples, max_iters=4)
     train = str(repo_root / 'tools' / 'train.py')
 
-    straight = run_tool(repo_root, train, str(cfg), '--work-dir', str(tmp_path / 'straight'), cwd=tmp_path)
-    assert straight.returncode == 0, straight.stderr[-3000:]
+    run_main(load_tool, monkeypatch, 'tools/train.py', str(cfg), '--work-dir', str(tmp_path / 'straight'))
 
     crash_cfg = write_tiny_seg_config(tmp_path / 'tiny_crash.py', ade20k_samples, max_iters=4, extra=(
         "custom_imports = dict(imports=['mmext', 'crash_hook'])\n"
@@ -62,9 +75,10 @@ def test_resume_after_crash_matches_uninterrupted_run(repo_root, write_tiny_seg_
     assert (tmp_path / 'resumed' / 'iter_2.pth').is_file()
     assert not (tmp_path / 'resumed' / 'iter_4.pth').exists()
 
-    resumed = run_tool(repo_root, train, str(cfg), '--work-dir', str(tmp_path / 'resumed'), '--resume', cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert 'resumed epoch: 0, iter: 2' in resumed.stdout + resumed.stderr
+    capsys.readouterr()
+    run_main(load_tool, monkeypatch, 'tools/train.py', str(cfg), '--work-dir', str(tmp_path / 'resumed'), '--resume')
+    resumed = capsys.readouterr()
+    assert 'resumed epoch: 0, iter: 2' in resumed.out + resumed.err
 
     expected, actual = weights(tmp_path / 'straight' / 'iter_4.pth'), weights(tmp_path / 'resumed' / 'iter_4.pth')
     assert expected.keys() == actual.keys()
@@ -75,7 +89,8 @@ def test_resume_after_crash_matches_uninterrupted_run(repo_root, write_tiny_seg_
                            actual['decode_head.conv_seg.weight'])
 
 
-def test_test_tool_writes_predictions_and_paintings(repo_root, write_tiny_seg_config, ade20k_samples, tmp_path):
+def test_test_tool_writes_predictions_and_paintings(load_tool, write_tiny_seg_config, ade20k_samples, tmp_path,
+                                                    monkeypatch, capsys):
     cfg_path = write_tiny_seg_config(tmp_path / 'tiny.py', ade20k_samples, max_iters=4)
     cfg = Config.fromfile(cfg_path)
     with DefaultScope.overwrite_default_scope('mmseg'):
@@ -84,11 +99,10 @@ def test_test_tool_writes_predictions_and_paintings(repo_root, write_tiny_seg_co
     checkpoint = tmp_path / 'model.pth'
     torch.save(dict(state_dict=model.state_dict()), checkpoint)
 
-    result = run_tool(repo_root, str(repo_root / 'tools' / 'test.py'), str(cfg_path), str(checkpoint),
-                      '--work-dir', str(tmp_path / 'work'), '--out', str(tmp_path / 'pred'),
-                      '--show-dir', str(tmp_path / 'painted'), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert 'mIoU' in result.stdout + result.stderr
+    run_main(load_tool, monkeypatch, 'tools/test.py', str(cfg_path), str(checkpoint), '--work-dir',
+             str(tmp_path / 'work'), '--out', str(tmp_path / 'pred'), '--show-dir', str(tmp_path / 'painted'))
+    result = capsys.readouterr()
+    assert 'mIoU' in result.out + result.err
 
     images = sorted((ade20k_samples / 'images' / 'validation').glob('*.jpg'))
     assert images

@@ -6,9 +6,8 @@ import sys
 import pytest
 import torch
 
-# Rank 1's loss turns NaN at iteration 2. Each rank writes what it raised and exits 0, so torchrun never tears down
-# a rank that is still writing; a rank left waiting in a collective fails at the process group's 60 s timeout and
-# leaves no file.
+# Rank 1's loss turns NaN at iteration 2. Each rank writes what it raised and exits 0; a rank left waiting in a
+# collective fails at the process group's 60 s timeout and leaves no file.
 SCRIPT = '''
 import datetime
 import os
@@ -70,11 +69,18 @@ def test_nan_on_one_rank_stops_both_ranks_before_its_checkpoint(tmp_path, free_p
     script = tmp_path / 'nan_on_rank1.py'
     script.write_text(SCRIPT)
     work_dir = tmp_path / 'work'
-    result = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', str(free_port()),
-         str(script), str(work_dir)],
-        cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS='1'), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]  # both ranks stopped cleanly
+    # the two ranks started directly with torchrun's environment variables: no launcher process to import torch
+    port = str(free_port())
+    ranks = [subprocess.Popen(
+        [sys.executable, str(script), str(work_dir)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, env=dict(os.environ, OMP_NUM_THREADS='1', MASTER_ADDR='127.0.0.1', MASTER_PORT=port,
+                            WORLD_SIZE='2', RANK=str(r), LOCAL_RANK=str(r), LOCAL_WORLD_SIZE='2')) for r in (0, 1)]
+    try:
+        outputs = [rank.communicate(timeout=300)[0] for rank in ranks]
+    finally:
+        for rank in ranks:
+            rank.kill()  # only one still running after a timeout
+    assert [rank.returncode for rank in ranks] == [0, 0], '\n'.join(o[-2000:] for o in outputs)  # stopped cleanly
     stopped = {r: (work_dir / f'stopped_rank{r}.txt') for r in (0, 1)}
     assert all(p.is_file() for p in stopped.values())
     assert 'at iteration 2: loss=nan' in stopped[1].read_text()
