@@ -17,10 +17,11 @@ mode by :func:`get_kernels` (compiled, or interpreted on CPU under ``TRITON_INTE
 """
 from __future__ import annotations
 
-import triton
 import triton.language as tl
 
 from mmext.compat.upstream import triton_sum_combine
+
+from ._token_mixer_triton import interpreter_active, jit_for_mode  # noqa: F401  (interpreter_active: re-exported)
 
 _SUM = triton_sum_combine()  # tl.sum's combine function: ``tl.reduce(x, axis, _SUM)`` works in both modes
 
@@ -131,13 +132,5 @@ _KERNELS: dict[bool, tuple] = {}
 
 
 def get_kernels() -> tuple:
-    """``(forward, backward)`` jitted for the current mode (compiled, or interpreted under ``TRITON_INTERPRET=1``)."""
-    interpret = interpreter_active()
-    if interpret not in _KERNELS:
-        _KERNELS[interpret] = (triton.jit(_ms_deform_attn_fwd), triton.jit(_ms_deform_attn_bwd))
-    return _KERNELS[interpret]
-
-
-def interpreter_active() -> bool:
-    """Whether Triton kernels launched now run in the CPU interpreter."""
-    return bool(triton.knobs.runtime.interpret)
+    """``(forward, backward)`` for the current mode (compiled, or interpreted under ``TRITON_INTERPRET=1``)."""
+    return jit_for_mode(_KERNELS, _ms_deform_attn_fwd, _ms_deform_attn_bwd)

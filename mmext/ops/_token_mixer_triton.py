@@ -18,6 +18,8 @@ inputs each get vectorised loads), accumulation is fp32. The bodies are plain fu
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import triton
 import triton.language as tl
 from triton.runtime import JITFunction
@@ -105,12 +107,18 @@ _ADD = JITFunction(_add)
 _KERNELS: dict[bool, tuple] = {}
 
 
-def get_kernels() -> tuple:
-    """``(conv, grad_weight)`` jitted for the current mode (compiled, or interpreted under ``TRITON_INTERPRET=1``)."""
+def jit_for_mode(cache: dict[bool, tuple], *bodies: Callable) -> tuple:
+    """``bodies`` jitted for the current mode (compiled, or interpreted under ``TRITON_INTERPRET=1``), cached per
+    mode in ``cache``: Triton decides at ``triton.jit`` time which of the two a function becomes."""
     interpret = interpreter_active()
-    if interpret not in _KERNELS:
-        _KERNELS[interpret] = (triton.jit(_dwconv), triton.jit(_dwconv_grad_weight))
-    return _KERNELS[interpret]
+    if interpret not in cache:
+        cache[interpret] = tuple(triton.jit(body) for body in bodies)
+    return cache[interpret]
+
+
+def get_kernels() -> tuple:
+    """``(conv, grad_weight)`` for the current mode."""
+    return jit_for_mode(_KERNELS, _dwconv, _dwconv_grad_weight)
 
 
 def interpreter_active() -> bool:

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .autotune import REFERENCE, get_autotuner
-from .token_mixer import HAS_TRITON
 from .token_mixer import _agree as outputs_agree
+from .token_mixer import _cdiv, _use_triton
 
 __all__ = ['AttnConfig', 'ms_deform_attn_backward', 'ms_deform_attn_forward', 'ms_deform_attn_reference',
            'tuning_space']
@@ -131,19 +131,6 @@ def _reference_backward(value: Tensor, spatial_shapes: Tensor, level_start_index
         out = ms_deform_attn_reference(inputs[0], spatial_shapes, level_start_index, *inputs[1:])
         grads = torch.autograd.grad(out, inputs, grad_output.to(out.dtype), allow_unused=True)
     return tuple(torch.zeros_like(t) if g is None else g for g, t in zip(grads, inputs))
-
-
-def _use_triton(value: Tensor) -> bool:
-    if not HAS_TRITON:
-        return False
-    if value.is_cuda:
-        return True
-    from ._ms_deform_attn_triton import interpreter_active
-    return value.device.type == 'cpu' and interpreter_active()
-
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 def _launch_args(value: Tensor, sampling_locations: Tensor) -> tuple[int, ...]:
