@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from mmext.fileio import atomic_write
+
 __all__ = ['REFERENCE', 'Autotuner', 'autotune_table', 'cuda_event_timer', 'get_autotuner', 'set_autotuner']
 
 REFERENCE = 'reference'
@@ -180,10 +182,8 @@ class Autotuner:
         data = self._disk.setdefault(str(path), {})
         data.setdefault(key, {})[direction] = entry['choice']
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f'.{os.getpid()}.tmp')
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-            os.replace(tmp, path)  # atomic: ranks sharing the directory never read half a file
+            with atomic_write(path, 'w') as f:  # ranks sharing the directory never read half a file
+                f.write(json.dumps(data, indent=1, sort_keys=True))
         except OSError as exc:
             _log(f'mmext inception_dwconv: cannot write tuning cache {path} ({exc!r})', logging.WARNING)
 
