@@ -50,6 +50,7 @@ from mmengine.config import DictAction
 
 import mmext  # noqa: F401  (installs the mmcv-lite stand-in before mmseg is imported)
 from mmext.apis.precision import PRECISIONS, add_precision_args, check_precision
+from mmext.fileio import atomic_write
 from mmext.quiet import quiet_upstream_warnings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -724,9 +725,9 @@ def format_seg_table(results: Sequence[dict], peaks: dict[str, float]) -> str:
 
 
 def save_json(path: str | Path, results: Sequence[dict], mixer: Sequence[dict] = (), **extra) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(dict(environment=environment(), results=list(results), mixer=list(mixer),
-                                          **extra), indent=1, default=str))
+    with atomic_write(path, 'w') as f:
+        f.write(json.dumps(dict(environment=environment(), results=list(results), mixer=list(mixer), **extra),
+                           indent=1, default=str))
 
 
 # ---------------------------------------------------------------------------------------------------------------

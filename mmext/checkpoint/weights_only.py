@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import os
-import os.path as osp
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
+
+from mmext.fileio import atomic_path
 
 from .io import TRUSTED_PREFIX, CheckpointError, load_trusted_checkpoint
 
@@ -138,7 +139,7 @@ def upgrade_training_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) 
     if not isinstance(checkpoint, Mapping):
         raise CheckpointError(f'{src} holds a {type(checkpoint).__name__}, not an mmengine checkpoint dict')
     encoded = {k: to_weights_only(v, str(k)) for k, v in checkpoint.items()}
-    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    torch.save(encoded, dst)
-    torch.load(dst, map_location='cpu', weights_only=True)  # proves the result is safe to load
+    with atomic_path(dst) as temporary:  # dst appears only complete and proven loadable
+        torch.save(encoded, temporary)
+        torch.load(temporary, map_location='cpu', weights_only=True)  # proves the result is safe to load
     return dst
