@@ -46,6 +46,36 @@ def runner_is_training(runner: Any) -> bool:
     return isinstance(runner._train_loop, BaseLoop)
 
 
+def stop_dataloader_workers(runner: Any) -> int:
+    """Stop the worker processes of the DataLoaders of the Runner's built loops; returns how many iterators held
+    live workers. A loader iterated again afterwards starts new workers.
+
+    Once ``train()`` / ``test()`` returns, the loops keep their workers' iterators (persistent workers, and the
+    train loop's endless iterator) inside reference cycles. The garbage collector then finalizes the iterators'
+    queues before the iterators, so their shutdown never reaches the workers and waits out torch's 5 s join
+    timeout per worker, in whatever code of the caller's process collects them next.
+
+    mmengine 0.10.7: ``Runner._train_loop`` / ``_val_loop`` / ``_test_loop`` (``BaseLoop`` once built; the public
+    properties would build them), ``IterBasedTrainLoop.dataloader_iterator._iterator``. torch 2.14:
+    ``DataLoader._iterator`` (persistent workers' iterator), ``_MultiProcessingDataLoaderIter._shutdown_workers``.
+    """
+    from mmengine.runner import BaseLoop
+    from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
+
+    stopped = 0
+    for loop in (runner._train_loop, runner._val_loop, runner._test_loop):
+        if not isinstance(loop, BaseLoop):
+            continue
+        holders = [loop.dataloader, getattr(loop, 'dataloader_iterator', None)]
+        for holder in holders:
+            iterator = getattr(holder, '_iterator', None)
+            if isinstance(iterator, _MultiProcessingDataLoaderIter) and not iterator._shutdown:
+                iterator._shutdown_workers()
+                stopped += 1
+        loop.dataloader._iterator = None  # a later iteration starts new workers instead of using stopped ones
+    return stopped
+
+
 def roi_align_backward(grad_output: torch.Tensor, rois: torch.Tensor, spatial_scale: float, pooled_height: int,
                        pooled_width: int, batch: int, channels: int, height: int, width: int, sampling_ratio: int,
                        aligned: bool) -> torch.Tensor:

@@ -23,6 +23,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmengine.visualization import Visualizer
 
+from mmext.compat.upstream import stop_dataloader_workers
 from mmext.registry import RUNNERS
 
 from .dist import setup_cpu_distributed
@@ -43,7 +44,10 @@ class SafeRunner(Runner):
     - ``train()`` holds the work dir's lock (:func:`~mmext.engine.work_dir_lock.work_dir_lock`: a second run
       into it refuses, naming this one's pid and host) and records SIGTERM / SIGUSR1
       (:func:`~mmext.engine.preemption.preemption_signals`), on which :class:`~mmext.engine.hooks.PreemptionHook`
-      saves and stops.
+      saves and stops;
+    - ``train()``, ``val()`` and ``test()`` stop their DataLoader worker processes when they return
+      (:func:`~mmext.compat.upstream.stop_dataloader_workers`): left to the garbage collector, each worker costs
+      the calling process a 5 s wait (a notebook, a test, :mod:`mmext.apis`).
 
     Checkpoint reads need nothing here: importing mmext routes every mmengine read through
     :func:`mmext.checkpoint.read_checkpoint`.
@@ -54,8 +58,23 @@ class SafeRunner(Runner):
         super().__init__(*args, custom_hooks=custom_hooks, **kwargs)
 
     def train(self) -> nn.Module:
-        with work_dir_lock(self.work_dir), preemption_signals():
-            return super().train()
+        try:
+            with work_dir_lock(self.work_dir), preemption_signals():
+                return super().train()
+        finally:
+            stop_dataloader_workers(self)
+
+    def val(self) -> dict:
+        try:
+            return super().val()
+        finally:
+            stop_dataloader_workers(self)
+
+    def test(self) -> dict:
+        try:
+            return super().test()
+        finally:
+            stop_dataloader_workers(self)
 
     def save_checkpoint(self, out_dir: str, filename: str, *args: Any, **kwargs: Any) -> None:
         save_checkpoint_atomic(self, out_dir, filename, *args, **kwargs)
