@@ -139,35 +139,37 @@ def _launch_args(value: Tensor, sampling_locations: Tensor) -> tuple[int, ...]:
     return batch, num_keys, num_queries, num_heads, head_dims, num_levels, num_points
 
 
+def _launch(value: Tensor, spatial_shapes: Tensor, level_start_index: Tensor, sampling_locations: Tensor,
+            attention_weights: Tensor, out: Tensor, grads: tuple[Tensor, Tensor, Tensor], cfg: AttnConfig,
+            backward: bool) -> None:
+    """One launch of the kernel: forward writes ``out``; backward reads the output's gradient from ``out`` and
+    writes ``grads`` (value in fp32, locations, weights)."""
+    from ._ms_deform_attn_triton import get_kernel
+    batch, num_keys, num_queries, num_heads, head_dims, levels, points = _launch_args(value, sampling_locations)
+    grid = (_cdiv(num_queries, cfg.block_q), batch * num_heads)
+    get_kernel()[grid](value.contiguous(), spatial_shapes.contiguous(), level_start_index.contiguous(),
+                       sampling_locations.contiguous(), attention_weights.contiguous(), out, *grads, num_keys,
+                       num_queries, num_heads, head_dims, levels, points, BLOCK_Q=cfg.block_q,
+                       BLOCK_D=triton_next_pow2(head_dims), BACKWARD=backward, num_warps=cfg.num_warps)
+
+
 def _fused_forward(value: Tensor, spatial_shapes: Tensor, level_start_index: Tensor, sampling_locations: Tensor,
                    attention_weights: Tensor, cfg: AttnConfig) -> Tensor:
-    from ._ms_deform_attn_triton import get_kernels
     batch, num_keys, num_queries, num_heads, head_dims, levels, points = _launch_args(value, sampling_locations)
     out = value.new_empty(batch, num_queries, num_heads * head_dims)
-    forward, _ = get_kernels()
-    grid = (_cdiv(num_queries, cfg.block_q), batch * num_heads)
-    forward[grid](value.contiguous(), spatial_shapes.contiguous(), level_start_index.contiguous(),
-                  sampling_locations.contiguous(), attention_weights.contiguous(), out, num_keys, num_queries,
-                  num_heads, head_dims, levels, points, BLOCK_Q=cfg.block_q,
-                  BLOCK_D=triton_next_pow2(head_dims), num_warps=cfg.num_warps)
+    _launch(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, out, (out, out, out),
+            cfg, backward=False)
     return out
 
 
 def _fused_backward(value: Tensor, spatial_shapes: Tensor, level_start_index: Tensor, sampling_locations: Tensor,
                     attention_weights: Tensor, grad_output: Tensor,
                     cfg: AttnConfig) -> tuple[Tensor, Tensor, Tensor]:
-    from ._ms_deform_attn_triton import get_kernels
-    batch, num_keys, num_queries, num_heads, head_dims, levels, points = _launch_args(value, sampling_locations)
     grad_value = torch.zeros(value.shape, dtype=torch.float32, device=value.device)
     grad_loc = torch.empty_like(sampling_locations, memory_format=torch.contiguous_format)
     grad_attn = torch.empty_like(attention_weights, memory_format=torch.contiguous_format)
-    _, backward = get_kernels()
-    grid = (_cdiv(num_queries, cfg.block_q), batch * num_heads)
-    backward[grid](value.contiguous(), spatial_shapes.contiguous(), level_start_index.contiguous(),
-                   sampling_locations.contiguous(), attention_weights.contiguous(),
-                   grad_output.to(value.dtype).contiguous(), grad_value, grad_loc, grad_attn, num_keys,
-                   num_queries, num_heads, head_dims, levels, points, BLOCK_Q=cfg.block_q,
-                   BLOCK_D=triton_next_pow2(head_dims), num_warps=cfg.num_warps)
+    _launch(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
+            grad_output.to(value.dtype).contiguous(), (grad_value, grad_loc, grad_attn), cfg, backward=True)
     return grad_value.to(value.dtype), grad_loc, grad_attn
 
 

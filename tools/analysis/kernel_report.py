@@ -36,13 +36,14 @@ MSDA_HEAD_DIMS = 32  # Deformable DETR / DINO / Mask2Former: 256 channels over 8
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """One kernel: a body (``conv``/``grad_weight`` of the mixer, ``msda_fwd``/``msda_bwd``) and its constexprs."""
+    """One kernel: a body (``conv``/``grad_weight`` of the mixer, ``msda`` in either direction) and its constexprs."""
     name: str
     body: str
     kh: int = 0
     kw: int = 0
     flip: int = 0
     bias: int = 1
+    backward: int = 0  # msda: the BACKWARD constexpr
 
     @property
     def op(self) -> str:
@@ -60,8 +61,8 @@ KERNELS = (
     KernelSpec('grad_weight_square', 'grad_weight', 3, 3),
     KernelSpec('grad_weight_band_w', 'grad_weight', 1, 11),
     KernelSpec('grad_weight_band_h', 'grad_weight', 11, 1),
-    KernelSpec('msda_fwd', 'msda_fwd'),
-    KernelSpec('msda_bwd', 'msda_bwd'),
+    KernelSpec('msda_fwd', 'msda'),
+    KernelSpec('msda_bwd', 'msda', backward=1),
 )
 
 # argument names of each body, in order, with their kinds ('act' activation, 'param' fp32 weight, 'f32' fp32 and
@@ -73,13 +74,10 @@ _ARGS = {
     'grad_weight': (('dy_ptr', 'act'), ('x_ptr', 'act'), ('part_ptr', 'f32'), ('H', 'i32'), ('W', 'i32'),
                     ('sdn', 'i32'), ('sdc', 'i32'), ('sdh', 'i32'), ('sdw', 'i32'), ('sxn', 'i32'), ('sxc', 'i32'),
                     ('sxh', 'i32'), ('sxw', 'i32'), ('GC', 'i32'), ('CHUNKS', 'i32'), ('TILES', 'i32')),
-    'msda_fwd': (('value_ptr', 'act'), ('shapes_ptr', 'i64'), ('starts_ptr', 'i64'), ('loc_ptr', 'act'),
-                 ('attn_ptr', 'act'), ('out_ptr', 'act'), ('S', 'i32'), ('Q', 'i32'), ('NH', 'i32'), ('D', 'i32'),
-                 ('L', 'i32'), ('P', 'i32')),
-    'msda_bwd': (('value_ptr', 'act'), ('shapes_ptr', 'i64'), ('starts_ptr', 'i64'), ('loc_ptr', 'act'),
-                 ('attn_ptr', 'act'), ('grad_out_ptr', 'act'), ('grad_value_ptr', 'f32'), ('grad_loc_ptr', 'act'),
-                 ('grad_attn_ptr', 'act'), ('S', 'i32'), ('Q', 'i32'), ('NH', 'i32'), ('D', 'i32'), ('L', 'i32'),
-                 ('P', 'i32')),
+    'msda': (('value_ptr', 'act'), ('shapes_ptr', 'i64'), ('starts_ptr', 'i64'), ('loc_ptr', 'act'),
+             ('attn_ptr', 'act'), ('out_ptr', 'act'), ('grad_value_ptr', 'f32'), ('grad_loc_ptr', 'act'),
+             ('grad_attn_ptr', 'act'), ('S', 'i32'), ('Q', 'i32'), ('NH', 'i32'), ('D', 'i32'), ('L', 'i32'),
+             ('P', 'i32')),
 }
 
 _PTXAS_RE = {
@@ -95,8 +93,7 @@ def _body(spec: KernelSpec):
     from mmext.ops import _ms_deform_attn_triton as msda
     from mmext.ops import _token_mixer_triton as mixer
 
-    return {'conv': mixer._dwconv, 'grad_weight': mixer._dwconv_grad_weight, 'msda_fwd': msda._ms_deform_attn_fwd,
-            'msda_bwd': msda._ms_deform_attn_bwd}[spec.body]
+    return {'conv': mixer._dwconv, 'grad_weight': mixer._dwconv_grad_weight, 'msda': msda._ms_deform_attn}[spec.body]
 
 
 def _source(spec: KernelSpec, cfg, channels_last: bool, dtype: str):
@@ -115,7 +112,7 @@ def _source(spec: KernelSpec, cfg, channels_last: bool, dtype: str):
         if kind != 'i32':
             attrs[(i,)] = [['tt.divisibility', 16]]
     if spec.op == 'ms_deform_attn':
-        meta = dict(BLOCK_Q=cfg.block_q, BLOCK_D=MSDA_HEAD_DIMS)
+        meta = dict(BLOCK_Q=cfg.block_q, BLOCK_D=MSDA_HEAD_DIMS, BACKWARD=spec.backward)
     else:
         meta = dict(KH=spec.kh, KW=spec.kw, BLOCK_S=cfg.block_s, BLOCK_C=cfg.block_c)
         if spec.body == 'conv':
@@ -153,7 +150,7 @@ def tuning_configs(spec: KernelSpec, layouts: Iterable[str] = ('channels_last', 
     the deformable attention's per direction."""
     if spec.op == 'ms_deform_attn':
         from mmext.ops.ms_deform_attn import tuning_space
-        return [(False, cfg) for cfg in tuning_space(spec.body.removeprefix('msda_'))[:max_configs]]
+        return [(False, cfg) for cfg in tuning_space('bwd' if spec.backward else 'fwd')[:max_configs]]
     from mmext.ops.mixer_configs import tuning_space
     return [(layout == 'channels_last', cfg) for layout in layouts
             for cfg in tuning_space(layout == 'channels_last')[:max_configs]]
