@@ -23,7 +23,7 @@ demo: venv
 	$(PY) tools/demo_train.py $(DEMO_ARGS)
 
 test: venv
-	$(PY) -m pytest -n 2 --durations=15 tests
+	$(PY) -m pytest -n 2 --dist worksteal --durations=15 tests
 
 lint: venv
 	$(VENV)/bin/ruff check mmext tools tests configs setup.py mmext_startup.py

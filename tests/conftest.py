@@ -251,7 +251,14 @@ def corrupt_tensor_data() -> Callable[..., None]:
 
 
 def pytest_collection_modifyitems(config, items):
+    """Skip the ``gpu`` tests without CUDA; put the ``slow`` tests first.
+
+    ``make test`` runs pytest-xdist's work-stealing scheduler: each worker starts on one half of this order and an
+    idle worker takes tests from the end of the other's. Slow tests first leaves short ones for the end, so neither
+    worker waits long on the other; a slow test last would leave a worker idle for its whole length.
+    """
     skip_gpu = pytest.mark.skip(reason='needs CUDA')
     for item in items:
         if 'gpu' in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_gpu)
+    items.sort(key=lambda item: item.get_closest_marker('slow') is None)  # stable: same order on every worker

@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / 'mmext'
 ROOT_REGISTRIES = ('DATASETS', 'HOOKS', 'METRICS', 'MODELS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'TRANSFORMS')
 # Modules ``import mmext`` must leave alone: each costs from a tenth of a second to over a second.
@@ -139,6 +141,7 @@ def test_registered_components_found_from_source():
     assert len(names) == len(components), 'a name registered twice'
 
 
+@pytest.mark.slow
 def test_fresh_interpreter(repo_root, tmp_path):
     cfg = tmp_path / 'cfg.py'
     cfg.write_text("custom_imports = dict(imports=['mmext'], allow_failed_imports=False)\n"

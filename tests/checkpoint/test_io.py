@@ -147,6 +147,7 @@ dist.destroy_process_group()
 '''
 
 
+@pytest.mark.slow
 def test_download_barrier_two_ranks(tmp_path):
     """A 2-process gloo group on CPU: local rank 0 alone downloads, the other rank waits and then reads the same file; a
     failed download raises on both ranks (none is left waiting at the barrier)."""

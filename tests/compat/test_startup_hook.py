@@ -98,6 +98,7 @@ def test_hook_is_installed_and_tiny():
     assert not any(isinstance(node, ast.ImportFrom) for node in ast.walk(tree))
 
 
+@pytest.mark.slow
 def test_openmmlab_programs_run_without_importing_mmext(tools_dir, tmp_path):
     data_root = generate_synthetic_coco(tmp_path / 'coco', num_train=1, num_val=2, size=(160, 128))  # one batch
     det_config = tmp_path / 'retinanet_r18_synthetic.py'

@@ -74,6 +74,7 @@ def test_upernet_segmentor_train_step(bench, repo_root):
     assert result['img_per_s'] > 0 and result['repeats'] == 1
 
 
+@pytest.mark.slow
 def test_segmentor_inference_forms_and_onnxruntime_int8(bench, repo_root):
     """The cpu-seg rows at a small size on the small arch: PyTorch through apply_inference_options
     (bf16 + deploy + channels_last), onnxruntime's int8 graph; then the limits and the table."""

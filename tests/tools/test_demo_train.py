@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import cv2
+import pytest
 import torch
 from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS
@@ -13,6 +14,7 @@ PIPELINE = [
 ]
 
 
+@pytest.mark.slow
 def test_demo_trains_evaluates_and_draws(demo_run, load_tool):
     demo = load_tool('tools/demo_train.py')
     summary, work_dir = demo_run.summary, demo_run.work_dir  # --iters 20 --num-train 16 --num-val 2 --seed 3

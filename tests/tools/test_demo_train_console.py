@@ -1,7 +1,10 @@
 """`make demo`'s terminal: a progress bar, a handful of lines and the result; no warnings; the full log on disk."""
 import json
 
+import pytest
 
+
+@pytest.mark.slow
 def test_demo_console_is_short_and_quiet(demo_run):
     """The 20-iteration run of tests/tools/conftest.py, shared with test_demo_train.py; its terminal (fd 1 and 2)."""
     summary, work_dir, out, err = demo_run

@@ -41,6 +41,7 @@ def run_script(script: Path, *args: str, cwd: Path, port: int) -> subprocess.Com
                           timeout=400)
 
 
+@pytest.mark.slow
 def test_two_process_cpu_train_then_test(repo_root, write_tiny_seg_config, ade20k_samples, tmp_path, free_port):
     if torch.cuda.is_available():
         pytest.skip('exercises the CPU (gloo) path')

@@ -125,6 +125,7 @@ def test_runner_evaluation_on_real_samples_matches_bincount(write_tiny_seg_confi
     assert len(table.splitlines()) == 2 + 150
 
 
+@pytest.mark.slow
 def test_eval_miou_tool_writes_both_modes(load_tool, write_tiny_seg_config, ade20k_samples, tmp_path, monkeypatch,
                                           capsys):
     cfg_path = write_tiny_seg_config(tmp_path / 'tiny.py', ade20k_samples, max_iters=None, tta=True)

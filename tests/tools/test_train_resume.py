@@ -122,6 +122,7 @@ def test_cli_errors_name_the_option_value_and_fix(load_tool, write_tiny_seg_conf
     assert f'--work-dir {tmp_path / "a_file"} is a file, not a directory' in str(exc.value.code)
 
 
+@pytest.mark.slow
 def test_kill_resume_probe_one_sigterm_round(load_tool, write_tiny_seg_config, ade20k_samples, tmp_path, capsys,
                                              monkeypatch):
     """The loop lives in tools/analysis/kill_resume_probe.py; here one SIGTERM round in a subprocess (the real

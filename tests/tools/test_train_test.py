@@ -58,6 +58,7 @@ def weights(checkpoint: Path) -> dict:
     return torch.load(checkpoint, map_location='cpu', weights_only=False)['state_dict']  # our own file
 
 
+@pytest.mark.slow
 def test_resume_after_crash_matches_uninterrupted_run(repo_root, load_tool, write_tiny_seg_config, ade20k_samples,
                                                        tmp_path, monkeypatch, capsys):
     (tmp_path / 'crash_hook.py').write_text(CRASH_HOOK)
@@ -89,6 +90,7 @@ def test_resume_after_crash_matches_uninterrupted_run(repo_root, load_tool, writ
                            actual['decode_head.conv_seg.weight'])
 
 
+@pytest.mark.slow
 def test_test_tool_writes_predictions_and_paintings(load_tool, write_tiny_seg_config, ade20k_samples, tmp_path,
                                                     monkeypatch, capsys):
     cfg_path = write_tiny_seg_config(tmp_path / 'tiny.py', ade20k_samples, max_iters=4)

@@ -216,8 +216,11 @@ def main(argv: list[str] | None = None) -> int:
                          workers=args.workers)
     print(format_report(rows))
     if args.json:
+        from mmext.fileio import atomic_write
+
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        with atomic_write(args.json, 'w') as f:  # a report of an earlier run is replaced whole or not at all
+            f.write(json.dumps(rows, indent=1))
     return 1 if any(r['spill_bytes'] for r in rows) else 0
 
 

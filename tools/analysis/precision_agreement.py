@@ -1,17 +1,19 @@
 """How far the label maps of each inference precision stray from fp32's: pixel agreement and mIoU difference.
 
     python tools/analysis/precision_agreement.py CONFIG [CHECKPOINT] --images DIR [--ann-dir DIR]
-        [--precisions bf16 fp16 int8] [--calib-dir DIR] [--calib-num N] [--num N] [--json OUT]
+        [--precisions bf16 fp16 int8] [--calib-dir DIR] [--calib-num N] [--onnx FP32.onnx] [--num N] [--json OUT]
 
 Every image is segmented in fp32 (the reference, :func:`mmext.apis.inference_segmentor`) and in each precision:
 ``bf16`` / ``fp16`` through :func:`mmext.apis.precision.apply_inference_options` (deploy form and channels_last,
 as deployed), ``int8`` through the ONNX export quantized by :func:`mmext.apis.onnx.quantize_onnx` on
 ``--calib-num`` images of ``--calib-dir`` (default: the evaluated images themselves, which flatters int8) and run
-by onnxruntime (:class:`mmext.apis.onnx.OnnxSegmentor`). Printed per precision: the pixel agreement with fp32
-(all pixels pooled, and the worst image) and, with ``--ann-dir`` (``<image stem>.png`` label maps), the mIoU of
-fp32 and of the precision against the ground truth and their difference. ``fp16`` on a CPU runs emulated here
-(agreement only; the API refuses it there). Exit status 1 if a precision's worst image agrees on fewer than
-``--min-agreement`` (default 99%) of its pixels.
+by onnxruntime (:class:`mmext.apis.onnx.OnnxSegmentor`); ``--onnx`` quantizes a graph already exported from this
+checkpoint (``tools/deploy/export_onnx.py CONFIG CHECKPOINT --deploy``) instead of exporting it again.
+
+Printed per precision: the pixel agreement with fp32 (all pixels pooled, and the worst image) and, with
+``--ann-dir`` (``<image stem>.png`` label maps), the mIoU of fp32 and of the precision against the ground truth and
+their difference. ``fp16`` on a CPU runs emulated here (agreement only; the API refuses it there). Exit status 1 if
+a precision's worst image agrees on fewer than ``--min-agreement`` (default 99%) of its pixels.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import mmext  # noqa: F401  (installs the mmcv-lite stand-in before mmseg is imp
 from mmext.apis import inference_segmentor, init_segmentor
 from mmext.apis.demo import find_images, load_annotation, reduce_zero_label_of
 from mmext.apis.precision import MIN_DEFAULT_AGREEMENT, apply_inference_options
+from mmext.fileio import atomic_write, check_outputs
 from mmext.quiet import quiet_upstream_warnings
 
 CHOICES = ('bf16', 'fp16', 'int8')
@@ -46,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--num', type=int, default=None, help='use the first N images only')
     parser.add_argument('--calib-dir', help='int8 calibration images (default: the --images themselves)')
     parser.add_argument('--calib-num', type=int, default=16, help='int8 calibration images used (default 16)')
+    parser.add_argument('--onnx', help='int8: quantize this fp32 export of the checkpoint (export_onnx.py --deploy) '
+                        'instead of exporting it here')
     parser.add_argument('--min-agreement', type=float, default=MIN_DEFAULT_AGREEMENT,
                         help='exit 1 if any precision agrees on fewer pixels of some image (default 0.99)')
     parser.add_argument('--json', help='write the per-image and summary figures here')
@@ -64,11 +69,18 @@ def miou(preds: list[np.ndarray], labels: list[np.ndarray], num_classes: int, ig
     return float((intersect[present] / union[present]).mean() * 100)
 
 
-def int8_segmentor(model: torch.nn.Module, config, calib: list, tmp: Path):
-    """The model exported (deploy form), quantized on ``calib`` and loaded in onnxruntime."""
-    from mmext.apis.onnx import OnnxSegmentor, export_onnx, quantize_onnx
+def export_fp32(model: torch.nn.Module, out_file: Path) -> Path:
+    """The fp32 graph int8 starts from: the deploy form (no BatchNorm between convolutions quantizes best)."""
+    from mmext.apis.onnx import export_onnx
 
-    fp32 = export_onnx(model, tmp / 'model.onnx', shape=(512, 512), deploy=True)
+    return export_onnx(model, out_file, shape=(512, 512), deploy=True)
+
+
+def int8_segmentor(model: torch.nn.Module, config, calib: list, tmp: Path, fp32: Path | None = None):
+    """``fp32`` (default: the model exported by :func:`export_fp32`) quantized on ``calib``, in onnxruntime."""
+    from mmext.apis.onnx import OnnxSegmentor, quantize_onnx
+
+    fp32 = fp32 or export_fp32(model, tmp / 'model.onnx')
     int8 = quantize_onnx(fp32, tmp / 'model_int8.onnx', calib, config=config)  # calibrated after the test pipeline
     return OnnxSegmentor(int8, config, threads=torch.get_num_threads())
 
@@ -76,6 +88,12 @@ def int8_segmentor(model: torch.nn.Module, config, calib: list, tmp: Path):
 def main(argv: list[str] | None = None) -> int:
     quiet_upstream_warnings()
     args = parse_args(argv)
+    if args.onnx and not Path(args.onnx).is_file():
+        raise FileNotFoundError(f'--onnx {args.onnx}: no such file (export it with tools/deploy/export_onnx.py '
+                                'CONFIG CHECKPOINT --deploy, or leave --onnx out to export here)')
+    check_outputs({'--json': args.json}, {'CONFIG': args.config, 'CHECKPOINT': args.checkpoint,
+                                          '--images': args.images, '--ann-dir': args.ann_dir,
+                                          '--calib-dir': args.calib_dir, '--onnx': args.onnx}, allow_existing=True)
     images = find_images(args.images)[:args.num]
     model = init_segmentor(args.config, args.checkpoint, cfg_options=args.cfg_options)
     reference = [inference_segmentor(model, image) for image in images]
@@ -90,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         for precision in args.precisions:
             if precision == 'int8':
                 calib = find_images(args.calib_dir)[:args.calib_num] if args.calib_dir else images[:args.calib_num]
-                segment = int8_segmentor(model, model.cfg, calib, Path(tmp))
+                segment = int8_segmentor(model, model.cfg, calib, Path(tmp), args.onnx and Path(args.onnx))
             else:
                 # emulated fp16/bf16 computes the same numbers as native: the agreement holds, only speed differs
                 other = apply_inference_options(copy.deepcopy(model), precision=precision, deploy=True,
@@ -110,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['precision']} | {100 * r['agreement']:.3f}% | {100 * r['worst_image']:.3f}% | {iou} |")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(dict(config=args.config, checkpoint=args.checkpoint,
-                                                   images=[str(p) for p in images], rows=rows), indent=1))
+        with atomic_write(args.json, 'w') as f:
+            f.write(json.dumps(dict(config=args.config, checkpoint=args.checkpoint, images=[str(p) for p in images],
+                                    rows=rows), indent=1))
     low = [r['precision'] for r in rows if r['worst_image'] < args.min_agreement]
     if low:
         print(f'below {100 * args.min_agreement:.1f}% on some image: {", ".join(low)}', file=sys.stderr)

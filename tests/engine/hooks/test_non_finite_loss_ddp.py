@@ -63,6 +63,7 @@ except NonFiniteLossError as e:
 '''
 
 
+@pytest.mark.slow
 def test_nan_on_one_rank_stops_both_ranks_before_its_checkpoint(tmp_path, free_port):
     if torch.cuda.is_available():
         pytest.skip('exercises the CPU (gloo) path')
