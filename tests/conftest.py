@@ -250,6 +250,16 @@ def corrupt_tensor_data() -> Callable[..., None]:
     return _corrupt_tensor_data
 
 
+@pytest.fixture(autouse=True)
+def _deterministic_mode_stays_in_its_test():
+    """mmengine's Runner switches ``torch.use_deterministic_algorithms`` on for a config with
+    ``randomness=dict(deterministic=True)`` and never back; later tests in the process would inherit it (and its
+    NaN-filled fresh tensors)."""
+    yield
+    if torch.are_deterministic_algorithms_enabled():
+        torch.use_deterministic_algorithms(False)
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip the ``gpu`` tests without CUDA; put the ``slow`` tests first.
 

@@ -230,11 +230,13 @@ def _seg_batch(num_classes: int, size: int = 64) -> dict:
 
 
 def _build(cfg: Config) -> torch.nn.Module:
-    """The config's model, random weights drawn from seed 0: the global RNG state other tests leave behind once gave
-    DINO's random tiny model non-finite matching costs."""
+    """The config's model, initialised as the Runner does (``init_weights()``: DINO's ``level_embed`` is allocated
+    uninitialised until then), from seed 0 whatever the tests before left in the global RNG."""
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     torch.manual_seed(0)
-    return revert_sync_batchnorm(MODELS.build(cfg.model)).train()
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return revert_sync_batchnorm(model).train()
 
 
 def _train_step(model: torch.nn.Module, data: dict) -> dict:
