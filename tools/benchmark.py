@@ -255,7 +255,7 @@ def calibration_images(calib_dir: str | Path | None, num: int, size: int) -> lis
     import cv2
 
     from mmext.apis import load_image
-    from mmext.apis.demo import find_images
+    from mmext.datasets.decoding import find_images
     return [cv2.resize(load_image(p), (size, size), interpolation=cv2.INTER_AREA) for p in find_images(calib_dir)[:num]]
 
 

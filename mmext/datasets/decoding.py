@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from pathlib import Path
 
 import mmcv
 import numpy as np
@@ -172,3 +173,42 @@ def reduce_zero_label(label: np.ndarray) -> np.ndarray:
     reduced = label.astype(np.uint8) - np.uint8(1)  # 0 wraps to 255
     reduced[reduced == 254] = 255  # a raw 255 stays "ignore"
     return reduced
+
+
+def find_images(path: str | Path) -> list[Path]:
+    """``path`` itself if it is a file, else the image files (by :data:`IMAGE_SUFFIXES`) directly inside the
+    folder, sorted: the inputs of the demos and of every tool that takes a folder of images."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f'image or folder not found: {path}')
+    images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise FileNotFoundError(f'no image files ({", ".join(IMAGE_SUFFIXES)}) in folder {path}')
+    return images
+
+
+_reduce_zero_label = reduce_zero_label  # load_annotation's argument of that name hides the function there
+
+
+def load_annotation(path: str | Path, reduce_zero_label: bool = False) -> np.ndarray:
+    """Read a label-map PNG as an ``(H, W)`` integer array, as mmseg's ``LoadAnnotations`` does.
+
+    ``reduce_zero_label`` (ADE20K) maps label 0 (unlabeled) to 255 and every other label ``l`` to ``l - 1``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'annotation not found: {path}')
+    label = decode_label(read_bytes(path, what='annotation'), path)
+    return (_reduce_zero_label(label) if reduce_zero_label else label).astype(np.int64)
+
+
+def reduce_zero_label_of(cfg) -> bool:
+    """Whether the config's test pipeline (``LoadAnnotations``) or test dataset uses ``reduce_zero_label``."""
+    for step in cfg.get('test_pipeline') or []:
+        if step.get('type') == 'LoadAnnotations':
+            return bool(step.get('reduce_zero_label', False))
+    dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
+    return str(dataset.get('type', '')).endswith('ADE20KDataset') or bool(dataset.get('reduce_zero_label', False))
+

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmext.apis.demo import output_names
+from mmext.apis.image_demo import output_names
 from mmext.apis.inference import label_map_from_logits, load_image
 from mmext.checkpoint import CheckpointError, UnsafeCheckpointError, check_finite_state_dict, read_checkpoint
 

@@ -30,8 +30,8 @@ from mmengine.config import DictAction
 
 import mmext  # noqa: F401  (installs the mmcv-lite stand-in before mmseg is imported)
 from mmext.apis import inference_segmentor, init_segmentor
-from mmext.apis.demo import find_images, load_annotation, reduce_zero_label_of
 from mmext.apis.precision import MIN_DEFAULT_AGREEMENT, apply_inference_options
+from mmext.datasets.decoding import find_images, load_annotation, reduce_zero_label_of
 from mmext.fileio import atomic_write, check_outputs
 from mmext.quiet import quiet_upstream_warnings
 

@@ -17,8 +17,9 @@ import sys
 from mmengine.config import DictAction
 
 from mmext.apis import init_segmentor
-from mmext.apis.demo import plan_demo, reduce_zero_label_of, run_demo
+from mmext.apis.image_demo import plan_demo, run_demo
 from mmext.apis.precision import add_precision_args, options_from_args
+from mmext.datasets.decoding import reduce_zero_label_of
 from mmext.quiet import quiet_upstream_warnings
 
 

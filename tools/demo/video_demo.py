@@ -23,8 +23,8 @@ from mmengine.config import DictAction
 from tqdm import tqdm
 
 from mmext.apis import inference_segmentor, init_segmentor, load_image
-from mmext.apis.demo import find_images
 from mmext.apis.precision import add_precision_args, options_from_args
+from mmext.datasets.decoding import find_images
 from mmext.fileio import atomic_path, check_outputs
 from mmext.quiet import quiet_upstream_warnings
 from mmext.visualization import overlay

@@ -19,8 +19,8 @@ import argparse
 import sys
 
 import mmext  # noqa: F401  (installs the mmcv-lite stand-in before mmseg is imported)
-from mmext.apis.demo import find_images
 from mmext.apis.onnx import OnnxSegmentor, quantize_onnx
+from mmext.datasets.decoding import find_images
 from mmext.fileio import atomic_path, check_outputs
 from mmext.quiet import quiet_upstream_warnings
 

@@ -1,10 +1,11 @@
-"""The demo helpers' file handling, against mmseg's own annotation loading."""
+"""The image-folder and label-map helpers of mmext.datasets.decoding (demos and tools), against mmseg's own
+annotation loading."""
 import numpy as np
 import pytest
 from mmengine.config import Config
 from mmseg.datasets.transforms import LoadAnnotations
 
-from mmext.apis.demo import find_images, load_annotation, reduce_zero_label_of
+from mmext.datasets.decoding import find_images, load_annotation, reduce_zero_label_of
 
 
 def test_load_annotation_matches_mmseg(ade20k_samples):

@@ -16,8 +16,7 @@ from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 from mmseg.models import BaseSegmentor
 
-from mmext.datasets import decoding
-from mmext.datasets.decoding import IMAGE_SUFFIXES
+from mmext.datasets.decoding import find_images, load_annotation
 from mmext.fileio import atomic_path, check_outputs
 from mmext.visualization import draw_prediction
 
@@ -30,31 +29,6 @@ class DemoReport:
 
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
-
-
-def find_images(path: str | Path) -> list[Path]:
-    """``path`` itself if it is a file, else the image files (by suffix) directly inside the folder, sorted."""
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise FileNotFoundError(f'image or folder not found: {path}')
-    images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise FileNotFoundError(f'no image files ({", ".join(IMAGE_SUFFIXES)}) in folder {path}')
-    return images
-
-
-def load_annotation(path: str | Path, reduce_zero_label: bool = False) -> np.ndarray:
-    """Read a label-map PNG as an ``(H, W)`` integer array, as mmseg's ``LoadAnnotations`` does.
-
-    ``reduce_zero_label`` (ADE20K) maps label 0 (unlabeled) to 255 and every other label ``l`` to ``l - 1``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f'annotation not found: {path}')
-    label = decoding.decode_label(decoding.read_bytes(path, what='annotation'), path)
-    return (decoding.reduce_zero_label(label) if reduce_zero_label else label).astype(np.int64)
 
 
 def _annotation_for(image: Path, ann: Path | None, single: bool) -> Path | None:
@@ -136,13 +110,3 @@ def output_names(images: list[Path], out_dir: Path) -> dict[Path, Path]:
         stems[image.stem] = stems.get(image.stem, 0) + 1
     return {image: out_dir / (f'{image.stem}.png' if stems[image.stem] == 1
                               else f'{image.stem}_{image.suffix.lstrip(".").lower()}.png') for image in images}
-
-
-def reduce_zero_label_of(cfg) -> bool:
-    """Whether the config's test pipeline (``LoadAnnotations``) or test dataset uses ``reduce_zero_label``."""
-    for step in cfg.get('test_pipeline') or []:
-        if step.get('type') == 'LoadAnnotations':
-            return bool(step.get('reduce_zero_label', False))
-    dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
-    return str(dataset.get('type', '')).endswith('ADE20KDataset') or bool(dataset.get('reduce_zero_label', False))
-
