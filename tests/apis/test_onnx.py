@@ -1,6 +1,6 @@
 """ONNX export of UperNet / Semantic FPN segmentors: onnxruntime must match PyTorch at sizes other than the export
-size: Semantic FPN on the three real ADE20K samples at their native sizes, the full UperNet-T on them at a quarter
-of their size."""
+size: UperNet-T on the three real ADE20K samples at a quarter of their size (Semantic FPN in deploy form at their
+native sizes: ``tests/tools/test_export_onnx.py``)."""
 import copy
 from pathlib import Path
 
@@ -15,11 +15,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmext.apis import (
     DynamicAdaptiveAvgPool2d,
-    OnnxSegmentor,
     apply_inference_options,
     check_onnx_parity,
     export_onnx,
-    inference_segmentor,
     init_segmentor,
     prepare_for_export,
 )
@@ -50,22 +48,15 @@ def test_dynamic_adaptive_pool_equals_torch(in_size, out_size):
                                rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.slow
-def test_fpn_deploy_onnx_matches_unfolded_pytorch(randomise_weights, repo_root, ade20k_samples, tmp_path):
+def test_deploy_export_folds_a_copy(repo_root):
+    """The graph ``export_onnx(deploy=True)`` traces has no BatchNorm in the backbone; the model keeps its own
+    (``tests/tools/test_export_onnx.py`` checks the folded graph against the unfolded model)."""
     model = init_segmentor(repo_root / 'configs/fpn_inceptionnext_t_ade20k.py', cfg_options={
         'model.backbone.arch': SMALL_ARCH, 'model.neck.in_channels': list(SMALL_ARCH['dims']),
         'model.neck.out_channels': 16, 'model.decode_head.in_channels': [16] * 4, 'model.decode_head.channels': 16})
-    randomise_weights(model, seed=1)
-    onnx_file = export_onnx(model, tmp_path / 'fpn.onnx', shape=(128, 128), deploy=True)
     folded = prepare_for_export(model, deploy=True).backbone
     assert not any(isinstance(m, _BatchNorm) for m in [*folded.stem.modules(), *folded.stages.modules()])
-    assert isinstance(model.backbone.stem[1], _BatchNorm)  # the exported copy was folded, not the model
-    _assert_parity(check_onnx_parity(model, onnx_file, _sample_images(ade20k_samples)),
-                   [(512, 683), (364, 500), (300, 400)])
-    # OnnxSegmentor: the test pipeline, the graph and the label map at the image's size, as inference_segmentor
-    image = _sample_images(ade20k_samples)[1]
-    label_map = OnnxSegmentor(onnx_file, model.cfg)(image)
-    assert label_map.shape == image.shape[:2] and (label_map == inference_segmentor(model, image)).mean() > 0.999
+    assert isinstance(model.backbone.stem[1], _BatchNorm)
 
 
 @pytest.mark.slow
