@@ -33,6 +33,30 @@ from .save import save_checkpoint_atomic
 from .work_dir_lock import work_dir_lock
 
 
+class ConfigTextOnce(Config):
+    """A ``Config`` that formats its text once per content. mmengine's Runner asks for ``pretty_text`` (a yapf pass:
+    a tenth of a second to a second) to log the config, to dump it, for the visualizer and for every checkpoint's
+    meta; this one formats again only after the config changed."""
+
+    @property
+    def pretty_text(self) -> str:
+        content = repr(self.to_dict())
+        cached = self.__dict__.get('_mmext_text')
+        if cached is None or cached[0] != content:
+            cached = (content, super().pretty_text)
+            object.__setattr__(self, '_mmext_text', cached)  # Config's own __setattr__ writes config keys
+        return cached[1]
+
+    @classmethod
+    def of(cls, cfg: Any) -> Any:
+        """``cfg`` as a :class:`ConfigTextOnce` sharing its contents (anything else unchanged)."""
+        if not isinstance(cfg, Config) or isinstance(cfg, cls):
+            return cfg
+        other = cls.__new__(cls)
+        other.__dict__.update(cfg.__dict__)
+        return other
+
+
 @RUNNERS.register_module()
 class SafeRunner(Runner):
     """mmengine's ``Runner`` (same arguments) with mmext's run-safety guarantees, each enforced in one place:
@@ -47,15 +71,16 @@ class SafeRunner(Runner):
       saves and stops;
     - ``train()``, ``val()`` and ``test()`` stop their DataLoader worker processes when they return
       (:func:`~mmext.compat.upstream.stop_dataloader_workers`): left to the garbage collector, each worker costs
-      the calling process a 5 s wait (a notebook, a test, :mod:`mmext.apis`).
+      the calling process a 5 s wait (a notebook, a test, :mod:`mmext.apis`);
+    - its config formats its text once (:class:`ConfigTextOnce`), not at every log, dump and checkpoint.
 
     Checkpoint reads need nothing here: importing mmext routes every mmengine read through
     :func:`mmext.checkpoint.read_checkpoint`.
     """
 
-    def __init__(self, *args: Any, custom_hooks: list | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, custom_hooks: list | None = None, cfg: Any = None, **kwargs: Any) -> None:
         custom_hooks = ensure_training_hooks({'custom_hooks': custom_hooks})['custom_hooks']
-        super().__init__(*args, custom_hooks=custom_hooks, **kwargs)
+        super().__init__(*args, custom_hooks=custom_hooks, cfg=ConfigTextOnce.of(cfg), **kwargs)
 
     def train(self) -> nn.Module:
         try:

@@ -9,7 +9,14 @@ import time
 import pytest
 
 from mmext.engine.hooks import TRAINING_HOOKS
-from mmext.engine.runner import SafeRunner, add_runner_args, build_runner, default_work_dir, load_config
+from mmext.engine.runner import (
+    ConfigTextOnce,
+    SafeRunner,
+    add_runner_args,
+    build_runner,
+    default_work_dir,
+    load_config,
+)
 
 
 def _parse(argv, launcher=True):
@@ -52,6 +59,13 @@ def test_build_runner_is_the_safe_runner_with_every_safety_hook(write_tiny_seg_c
     names = [type(h).__name__ for h in runner.hooks]
     assert all(name in names for name in TRAINING_HOOKS), names
     assert runner.model.backbone.channels == (16, 32, 64, 128)
+
+    # the config's text is formatted once (log, dump, checkpoint meta), again only after a change
+    text = runner.cfg.pretty_text
+    assert isinstance(runner.cfg, ConfigTextOnce) and runner.cfg.pretty_text is text
+    assert (tmp_path / 'work' / 'tiny_cfg.py').read_text() == text  # the dump the Runner wrote
+    runner.cfg.train_cfg.max_iters = 7
+    assert 'max_iters=7' in runner.cfg.pretty_text and runner.cfg.pretty_text != text
 
 
 def test_train_and_test_stop_their_dataloader_workers(write_tiny_seg_config, ade20k_samples, tmp_path):
