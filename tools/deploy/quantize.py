@@ -19,6 +19,7 @@ import argparse
 import sys
 
 import mmext  # noqa: F401  (installs the mmcv-lite stand-in before mmseg is imported)
+from mmext.apis.builder import load_model_config
 from mmext.apis.onnx import OnnxSegmentor, quantize_onnx
 from mmext.datasets.decoding import find_images
 from mmext.fileio import atomic_path, check_outputs
@@ -49,12 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     check_outputs({'--out': args.out}, {'CONFIG': args.config, 'MODEL': args.model, '--calib-dir': args.calib_dir,
                                         '--check': args.check}, allow_existing=args.overwrite)
     calib = find_images(args.calib_dir)[:args.calib_num]
+    cfg = load_model_config(args.config)  # parsed once (mmseg:: bases take most of a second), copied by each user
     with atomic_path(args.out) as temporary:
-        quantize_onnx(args.model, temporary, calib, config=args.config)
+        quantize_onnx(args.model, temporary, calib, config=cfg)
     print(f'wrote {args.out} (int8, calibrated on {len(calib)} images of {args.calib_dir})')
     checks = [image for path in args.check for image in find_images(path)] if args.check else calib
-    fp32 = OnnxSegmentor(args.model, args.config, threads=args.threads)
-    int8 = OnnxSegmentor(args.out, args.config, threads=args.threads)
+    fp32 = OnnxSegmentor(args.model, cfg, threads=args.threads)
+    int8 = OnnxSegmentor(args.out, cfg, threads=args.threads)
     ok = True
     for image in checks:
         agreement = float((fp32(image) == int8(image)).mean())
