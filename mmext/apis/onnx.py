@@ -318,13 +318,14 @@ class OnnxSegmentor:
 
 
 def check_onnx_parity(model: BaseSegmentor, onnx_file: str | Path, images: Sequence[str | Path | np.ndarray],
-                      providers: Sequence[str] = ('CPUExecutionProvider', )) -> list[dict]:
+                      providers: Sequence[str] = ('CPUExecutionProvider', ), raise_errors: bool = True) -> list[dict]:
     """Compare onnxruntime's logits with PyTorch's (mmseg's whole-image inference) on each image at its size.
 
     Returns:
         One dict per image: ``shape`` ``(H, W)``, ``max_abs_diff`` of the logits, ``max_abs_logit`` (PyTorch's
         largest logit magnitude, the scale the difference is relative to) and ``argmax_agreement``, the fraction
-        of pixels whose predicted class is the same.
+        of pixels whose predicted class is the same. With ``raise_errors=False`` an image that cannot be read or
+        run gives ``{'error': 'ExceptionType: message'}`` instead, and the others are still checked.
     """
     import onnxruntime as ort
 
@@ -332,14 +333,23 @@ def check_onnx_parity(model: BaseSegmentor, onnx_file: str | Path, images: Seque
     model = revert_sync_batchnorm(copy.deepcopy(model)).cpu().eval()
     results = []
     for image in images:
-        bgr = load_image(image)
-        reference = whole_image_logits(model, bgr).numpy()
-        feed = np.ascontiguousarray(bgr.transpose(2, 0, 1)[None], dtype=np.float32)
-        logits = session.run(['logits'], {'image': feed})[0]
-        if logits.shape != reference.shape:
-            raise RuntimeError(f'ONNX logits have shape {logits.shape}, PyTorch {reference.shape} '
-                                 f'for image {image if not isinstance(image, np.ndarray) else bgr.shape}')
-        results.append(dict(shape=bgr.shape[:2], max_abs_diff=float(np.abs(logits - reference).max()),
-                            max_abs_logit=float(np.abs(reference).max()),
-                            argmax_agreement=float((logits.argmax(1) == reference.argmax(1)).mean())))
+        try:
+            results.append(_parity(model, session, image))
+        except Exception as e:  # noqa: BLE001  (reported per image when asked to go on)
+            if raise_errors:
+                raise
+            results.append(dict(error=f'{type(e).__name__}: {e}'))
     return results
+
+
+def _parity(model: BaseSegmentor, session, image: str | Path | np.ndarray) -> dict:
+    bgr = load_image(image)
+    reference = whole_image_logits(model, bgr).numpy()
+    feed = np.ascontiguousarray(bgr.transpose(2, 0, 1)[None], dtype=np.float32)
+    logits = session.run(['logits'], {'image': feed})[0]
+    if logits.shape != reference.shape:
+        raise RuntimeError(f'ONNX logits have shape {logits.shape}, PyTorch {reference.shape} '
+                           f'for image {image if not isinstance(image, np.ndarray) else bgr.shape}')
+    return dict(shape=bgr.shape[:2], max_abs_diff=float(np.abs(logits - reference).max()),
+                max_abs_logit=float(np.abs(reference).max()),
+                argmax_agreement=float((logits.argmax(1) == reference.argmax(1)).mean()))
